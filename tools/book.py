@@ -1,0 +1,119 @@
+"""Book chores: the chapter list from ``_toc.yml``, the Colab cell, and plotly.js for ``_static``.
+
+    python tools/book.py sync-colab     rewrite the first cell of every book/ notebook from _config.yml
+    python tools/book.py static         copy plotly.min.js from the installed plotly to _static/
+    python tools/book.py notebooks      print the chapters listed in _toc.yml (for nbval)
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+COLAB_MARKER = "# Colab set-up"
+
+
+def repository_url() -> str:
+    """The repository address from ``_config.yml`` (the single place it is written)."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    return config["repository"]["url"].rstrip("/")
+
+
+def colab_cell_source(url: str | None = None) -> str:
+    """Source of every chapter's first cell: installs hfl_lite in Colab, does nothing elsewhere."""
+    url = url or repository_url()
+    return (
+        f"{COLAB_MARKER}: in Google Colab, install hfl_lite from the book's repository.\n"
+        "# Anywhere else (your machine, the book build) this cell does nothing.\n"
+        "import sys\n"
+        "\n"
+        'if "google.colab" in sys.modules:\n'
+        f'    %pip install -q "hfl_lite[book] @ git+{url}"'
+    )
+
+
+def toc_files() -> list[Path]:
+    """Every document named in ``_toc.yml`` (root first), resolved to an existing file."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    names = [toc["root"]]
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                names.append(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk({k: v for k, v in toc.items() if k != "root"})
+    paths = []
+    for name in names:
+        candidates = [ROOT / name] + [ROOT / f"{name}{ext}" for ext in (".ipynb", ".md")]
+        found = [p for p in candidates if p.is_file()]
+        if not found:
+            raise FileNotFoundError(f"_toc.yml names {name!r}, but no such .ipynb or .md file exists")
+        paths.append(found[0])
+    return paths
+
+
+def toc_notebooks() -> list[Path]:
+    return [p for p in toc_files() if p.suffix == ".ipynb"]
+
+
+def sync_colab_cells() -> list[Path]:
+    """Make the first cell of every chapter the Colab cell; returns the notebooks changed."""
+    changed = []
+    source = colab_cell_source()
+    for path in sorted((ROOT / "book").glob("**/*.ipynb")):
+        if ".ipynb_checkpoints" in path.parts:
+            continue
+        nb = json.loads(path.read_text())
+        cells = nb["cells"]
+        cell = {"cell_type": "code", "execution_count": None, "id": "colab-setup",
+                "metadata": {"tags": ["remove-cell"]}, "outputs": [], "source": source.splitlines(keepends=True)}
+        if cells and cells[0]["cell_type"] == "code" and "".join(cells[0]["source"]).startswith(COLAB_MARKER):
+            if "".join(cells[0]["source"]) == source:
+                continue
+            cells[0] = cell
+        else:
+            cells.insert(0, cell)
+        path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+        changed.append(path)
+    return changed
+
+
+def copy_plotly_js() -> Path:
+    """Copy the installed plotly package's ``plotly.min.js`` into ``_static/``."""
+    import plotly
+
+    source = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    if not source.is_file():
+        raise FileNotFoundError(f"plotly.min.js not found in the installed plotly package at {source}")
+    target = ROOT / "_static" / "plotly.min.js"
+    target.parent.mkdir(exist_ok=True)
+    shutil.copyfile(source, target)
+    return target
+
+
+def main(argv: list[str]) -> int:
+    if argv == ["sync-colab"]:
+        for path in sync_colab_cells():
+            print(f"updated {path.relative_to(ROOT)}")
+    elif argv == ["static"]:
+        print(f"copied {copy_plotly_js().relative_to(ROOT)}")
+    elif argv == ["notebooks"]:
+        print(" ".join(str(p.relative_to(ROOT)) for p in toc_notebooks()))
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
