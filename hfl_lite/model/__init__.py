@@ -1,0 +1,23 @@
+"""HFL-Net: backbones, ROI features, interaction modules, decoders and the full network.
+
+    build_backbone(kind, preset)   kind in {"hfl", "single", "double"} -> (P_h, P_o)
+    HFLNet(preset, ...)            the full network; forward(images, hand_boxes, obj_boxes)
+    build_model(preset, **kw)      HFLNet with the paper's configuration by default
+"""
+from .attention import HAND_VARIANTS, OBJECT_VARIANTS, AttentionBlock, HandInteraction, ObjectInteraction
+from .backbone import BACKBONE_KINDS, DoubleStreamBackbone, HFLBackbone, SingleStreamBackbone, build_backbone
+from .fpn import FPN
+from .hand_decoder import HandDecoder, HandEncoder, soft_argmax
+from .hflnet import HFLNet, build_model
+from .hourglass import Hourglass, HourglassHead, PreActBottleneck
+from .object_decoder import ObjectDecoder
+from .resnet import ResNetTrunk, imagenet_state_dict
+from .roi import clamp_boxes, intersection_boxes, pool, pool_features, validate_boxes
+
+__all__ = [
+    "AttentionBlock", "BACKBONE_KINDS", "DoubleStreamBackbone", "FPN", "HAND_VARIANTS", "HFLBackbone", "HFLNet",
+    "HandDecoder", "HandEncoder", "HandInteraction", "Hourglass", "HourglassHead", "OBJECT_VARIANTS",
+    "ObjectDecoder", "ObjectInteraction", "PreActBottleneck", "ResNetTrunk", "SingleStreamBackbone",
+    "build_backbone", "build_model", "clamp_boxes", "imagenet_state_dict", "intersection_boxes", "pool",
+    "pool_features", "soft_argmax", "validate_boxes",
+]
