@@ -20,7 +20,6 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 book: $(STAMP)
-	$(BIN)/python tools/book.py static
 	HFL_BOOK_BUILD=1 $(BIN)/jupyter-book build . --path-output .
 	@echo "The book is in _build/html/index.html"
 
@@ -36,4 +35,4 @@ browser: book
 test: unit notebooks browser
 
 clean:
-	rm -rf _build _static/plotly.min.js
+	rm -rf _build

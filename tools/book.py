@@ -1,13 +1,11 @@
-"""Book chores: the chapter list from ``_toc.yml``, the Colab cell, and plotly.js for ``_static``.
+"""Book chores: the chapter list from ``_toc.yml`` and the Colab cell of every chapter.
 
     python tools/book.py sync-colab     rewrite the first cell of every book/ notebook from _config.yml
-    python tools/book.py static         copy plotly.min.js from the installed plotly to _static/
     python tools/book.py notebooks      print the chapters listed in _toc.yml (for nbval)
 """
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -88,25 +86,10 @@ def sync_colab_cells() -> list[Path]:
     return changed
 
 
-def copy_plotly_js() -> Path:
-    """Copy the installed plotly package's ``plotly.min.js`` into ``_static/``."""
-    import plotly
-
-    source = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-    if not source.is_file():
-        raise FileNotFoundError(f"plotly.min.js not found in the installed plotly package at {source}")
-    target = ROOT / "_static" / "plotly.min.js"
-    target.parent.mkdir(exist_ok=True)
-    shutil.copyfile(source, target)
-    return target
-
-
 def main(argv: list[str]) -> int:
     if argv == ["sync-colab"]:
         for path in sync_colab_cells():
             print(f"updated {path.relative_to(ROOT)}")
-    elif argv == ["static"]:
-        print(f"copied {copy_plotly_js().relative_to(ROOT)}")
     elif argv == ["notebooks"]:
         print(" ".join(str(p.relative_to(ROOT)) for p in toc_notebooks()))
     else:
