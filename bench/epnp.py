@@ -1,53 +1,30 @@
 """Benchmarks: batched torch EPnP and vote-to-pose against per-sample OpenCV loops.
 
 Both sides run in the same process on the same problems, so the ratio is meaningful on the
-machine at hand (absolute times are not). Run ``python bench/epnp.py [--device cuda]`` or call
-:func:`bench_epnp` / :func:`bench_voting`; each returns a list of dict rows.
+machine at hand (absolute times are not). ``python -m hfl_lite bench --sections epnp,voting``
+runs them as part of the benchmark command; ``python bench/epnp.py [--device cuda]`` alone.
+:func:`bench_epnp` / :func:`bench_voting` each return a list of dict rows.
 """
 from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import cv2
 import numpy as np
 import torch
 
+from hfl_lite.bench import num_threads, timed
 from hfl_lite.geometry import (control_points_from_bounds, epnp, offset_targets, project_points, random_pnp_problems,
                                solve_pose_from_votes, tight_box, transform_points)
 
 
-class _threads:
-    """Context: run torch with ``n`` CPU threads (None: leave the setting alone)."""
-
-    def __init__(self, n: int | None):
-        self.n, self.old = n, torch.get_num_threads()
-
-    def __enter__(self):
-        if self.n:
-            torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.old)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(fn, repeats: int, device: torch.device) -> tuple[float, object]:
-    """Median wall time of ``fn()`` in milliseconds over ``repeats`` runs (after one warm-up)."""
-    out = fn()
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        out = fn()
-        _sync(device)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times), out
+def _timed_ms(fn, repeats: int, device: torch.device) -> tuple[float, float, object]:
+    """Median wall time and median process CPU time of ``fn()`` in milliseconds over ``repeats``
+    runs (after one warm-up), and the last result."""
+    cpu = []
+    seconds, out = timed(fn, device, repeats, warmup=1, cpu_times=cpu)
+    return seconds * 1000, statistics.median(cpu) * 1000, out
 
 
 def _errors(R_est: np.ndarray, t_est: np.ndarray, R: np.ndarray, t: np.ndarray) -> tuple[float, float]:
@@ -76,24 +53,28 @@ def bench_epnp(batches=(1, 64, 1024), repeats: int = 5, num_points: int = 21, no
     (object-sized point clouds 0.3-1 m away, ``noise_px`` Gaussian pixel noise).
 
     Returns one row per batch size: ``batch, points, device, torch_ms, opencv_ms, speedup``
-    (OpenCV time / torch time) and the median rotation (degrees) and relative translation
-    errors of both. ``threads`` sets torch's CPU threads for the run (on a busy shared CPU,
-    1 avoids OpenMP waits).
+    (OpenCV time / torch time, median wall times), ``torch_cpu_ms, opencv_cpu_ms, cpu_speedup``
+    (the same with process CPU time, the steadier figure on a CPU shared with other work; not
+    meaningful on a GPU) and the median rotation (degrees) and relative translation errors of
+    both. ``threads`` sets torch's CPU threads for the run (on a busy shared CPU, 1 avoids
+    OpenMP waits).
     """
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     rows = []
     for B in batches:
         p = random_pnp_problems(B, num_points, noise_px=noise_px, generator=torch.Generator().manual_seed(seed))
         X, x, K = (p[k].float().to(dev) for k in ("points_3d", "points_2d", "K"))
-        with _threads(threads):
-            torch_ms, (R_t, t_t) = _timed(lambda: epnp(X, x, K), repeats, dev)
+        with num_threads(threads):
+            torch_ms, torch_cpu, (R_t, t_t) = _timed_ms(lambda: epnp(X, x, K), repeats, dev)
         Xn, xn, Kn = (p[k].numpy() for k in ("points_3d", "points_2d", "K"))
-        cv_ms, (R_c, t_c) = _timed(lambda: _opencv_loop(Xn, xn, Kn), max(1, repeats // 2), torch.device("cpu"))
+        cv_ms, cv_cpu, (R_c, t_c) = _timed_ms(lambda: _opencv_loop(Xn, xn, Kn), max(1, repeats // 2),
+                                              torch.device("cpu"))
         R_true, t_true = p["R"].numpy(), p["t"].numpy()
         rot_t, tr_t = _errors(R_t.double().cpu().numpy(), t_t.double().cpu().numpy(), R_true, t_true)
         rot_c, tr_c = _errors(R_c, t_c, R_true, t_true)
         rows.append(dict(bench="epnp", batch=B, points=num_points, device=str(dev), torch_ms=torch_ms, opencv_ms=cv_ms,
-                         speedup=cv_ms / torch_ms, torch_rot_deg=rot_t, opencv_rot_deg=rot_c,
+                         speedup=cv_ms / torch_ms, torch_cpu_ms=torch_cpu, opencv_cpu_ms=cv_cpu,
+                         cpu_speedup=cv_cpu / torch_cpu, torch_rot_deg=rot_t, opencv_rot_deg=rot_c,
                          torch_trans_rel=tr_t, opencv_trans_rel=tr_c))
     return rows
 
@@ -140,15 +121,15 @@ def bench_voting(batches=(1, 64, 256), grid: int = 32, repeats: int = 3, vote_no
     (top-10 voting + batched RANSAC EPnP) against the reference's per-sample loop (numpy
     decoding + ``cv2.solvePnPRansac`` with the EPnP flag), on synthetic decoder outputs with
     ``outlier_ratio`` junk votes. Rows: times, speedup and median pose errors of both;
-    ``threads`` as in :func:`bench_epnp`."""
+    ``threads`` and the CPU-time figures as in :func:`bench_epnp`."""
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     rows = []
     for B in batches:
         s = _synthetic_votes(B, grid, vote_noise, outlier_ratio, seed)
         args = [s[k].to(dev) for k in ("conf", "off", "box", "K", "ctrl3d")]
         gen = torch.Generator(device=dev).manual_seed(seed)
-        with _threads(threads):
-            torch_ms, pose = _timed(lambda: solve_pose_from_votes(*args, generator=gen), repeats, dev)
+        with num_threads(threads):
+            torch_ms, torch_cpu, pose = _timed_ms(lambda: solve_pose_from_votes(*args, generator=gen), repeats, dev)
 
         conf, off, box = (s[k].double().numpy() for k in ("conf", "off", "box"))
         Kn, ctrl = s["K"].double().numpy(), s["ctrl3d"].double().numpy()
@@ -163,22 +144,25 @@ def bench_voting(batches=(1, 64, 256), grid: int = 32, repeats: int = 3, vote_no
                         Rs[b], ts[b] = cv2.Rodrigues(rvec)[0], tvec.ravel()
             return Rs, ts
 
-        cv_ms, (R_c, t_c) = _timed(loop, max(1, repeats // 2), torch.device("cpu"))
+        cv_ms, cv_cpu, (R_c, t_c) = _timed_ms(loop, max(1, repeats // 2), torch.device("cpu"))
         rot_t, tr_t = _errors(pose.R.double().cpu().numpy(), pose.t.double().cpu().numpy(), s["R"], s["t"])
         rot_c, tr_c = _errors(R_c, t_c, s["R"], s["t"])
         rows.append(dict(bench="votes->pose", batch=B, points=21 * 10, device=str(dev), torch_ms=torch_ms,
-                         opencv_ms=cv_ms, speedup=cv_ms / torch_ms, torch_rot_deg=rot_t, opencv_rot_deg=rot_c,
+                         opencv_ms=cv_ms, speedup=cv_ms / torch_ms, torch_cpu_ms=torch_cpu, opencv_cpu_ms=cv_cpu,
+                         cpu_speedup=cv_cpu / torch_cpu, torch_rot_deg=rot_t, opencv_rot_deg=rot_c,
                          torch_trans_rel=tr_t, opencv_trans_rel=tr_c))
     return rows
 
 
 def format_rows(rows: list[dict]) -> str:
     """Markdown table of benchmark rows."""
-    head = "| bench | batch | points | device | torch ms | OpenCV loop ms | speedup | rot err deg (torch / cv) | trans err rel (torch / cv) |"
-    lines = [head, "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+    head = ("| bench | batch | points | device | torch ms | OpenCV loop ms | speedup | CPU-time speedup "
+            "| rot err deg (torch / cv) | trans err rel (torch / cv) |")
+    lines = [head, "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['bench']} | {r['batch']} | {r['points']} | {r['device']} | {r['torch_ms']:.2f} | "
-                     f"{r['opencv_ms']:.2f} | {r['speedup']:.2f}x | {r['torch_rot_deg']:.3f} / {r['opencv_rot_deg']:.3f} | "
+                     f"{r['opencv_ms']:.2f} | {r['speedup']:.2f}x | {r['cpu_speedup']:.2f}x | "
+                     f"{r['torch_rot_deg']:.3f} / {r['opencv_rot_deg']:.3f} | "
                      f"{r['torch_trans_rel']:.4f} / {r['opencv_trans_rel']:.4f} |")
     return "\n".join(lines)
 

@@ -10,21 +10,29 @@ as a weighted sum of four virtual *control points* ``c_j`` (barycentric coordina
 2. Barycentric coordinates ``alpha [N, 4]`` (they sum to one, so they hold in any frame).
 3. Each correspondence gives two linear equations in the 12 unknowns, ``M [2N, 12]``;
    the solution lies (up to noise) in the span of the ``n = 1..4`` eigenvectors of
-   ``M^T W M`` with the smallest eigenvalues: ``c^cam = sum_k beta_k v_k``.
+   ``M^T W M`` with the smallest eigenvalues: ``c^cam = sum_k beta_k v_k``. Rather than
+   decomposing the 12 x 12 matrix, we use its structure: for given depth coordinates the
+   best x and y coordinates follow linearly, which leaves a 4-dimensional subspace that
+   holds the null space of ``M`` (exactly, for noise-free data); the Rayleigh-Ritz vectors of
+   ``M^T W M`` in it (a 4 x 4 generalised eigenproblem) serve as the ``v_k``.
 4. The betas come from the six control-point distances, which a rigid motion preserves:
    ``|c^cam_a - c^cam_b|^2 = |c^w_a - c^w_b|^2``. Four starting points (the paper's
    closed form for one kernel vector and its linearised systems for two and three; for four,
    only the products with ``beta_1`` are kept, instead of the paper's relinearisation) are
-   each polished by Gauss-Newton on these six quadratic equations over all four betas.
+   each polished by Gauss-Newton on these six quadratic equations over all four betas
+   (candidates that have converged stop iterating).
 5. Depth sign fixed (points in front of the camera), camera-frame points from the alphas,
-   then ``R, t`` by weighted rigid Procrustes of all points (computed from the 4 x 4 second
-   moments of the alphas, so its cost does not grow with N); the candidate whose rigidly
+   then ``R, t`` by weighted rigid Procrustes of all points (computed from the second
+   moments of the whitened points, so its cost does not grow with N; the rotation is the
+   polar factor of the cross-covariance, by Newton's iteration); the candidate whose rigidly
    placed control points best satisfy the linear system (smallest ``|M x|^2``, the
    depth-weighted reprojection error) wins.
 6. Optionally (``refine_iters > 0``) a few Gauss-Newton steps on the pose itself minimise
    the weighted reprojection error (the maximum-likelihood pose under Gaussian pixel noise).
 
-All the small linear algebra runs in float64 (the results come back in the input dtype).
+All the small linear algebra runs in float64 (the results come back in the input dtype), on
+tensors stored with the batch as the last dimension: thousands of 4 x 4 problems then cost a few
+long element-wise operations each, instead of one BLAS/LAPACK call per matrix.
 Correspondences with a zero weight or a non-finite value are ignored. A sample that cannot be
 solved (fewer than ``min_points`` usable points, nearly collinear or planar object points,
 nearly coincident or collinear image points, a bad ``K``) gets the reference code's fallback
@@ -94,32 +102,37 @@ def _dummy_problem(N: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
     return X, xn
 
 
+def _mm(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """Matrix product of stacks stored batch-last: ``A [n, m, *]``, ``B [m, k, *]`` -> ``[n, k, *]``.
+
+    Small matrices with the batch as the innermost (contiguous) dimension turn every step into
+    a few long vectorised element-wise operations; batched BLAS/LAPACK calls on thousands of
+    4 x 4 matrices cost more in per-matrix overhead than in arithmetic.
+    """
+    return (A.unsqueeze(2) * B.unsqueeze(0)).sum(1)
+
+
 def _ridge_solve(A: torch.Tensor, b: torch.Tensor, rel: float = 1e-12) -> torch.Tensor:
-    """Least-squares ``A x = b`` through lightly damped normal equations (always finite)."""
-    AtA = A.transpose(-1, -2) @ A
-    n = AtA.shape[-1]
+    """Least-squares ``A x = b`` for ``A [m, n, B]``, ``b [m, B]`` (batch-last) through lightly
+    damped normal equations (always finite); returns ``x [n, B]``."""
+    n = A.shape[1]
+    AtA = _mm(A.transpose(0, 1), A).permute(2, 0, 1)  # [B, n, n]
     damp = rel * AtA.diagonal(dim1=-2, dim2=-1).sum(-1).clamp_min(1e-300)
-    AtA = AtA + damp[..., None, None] * torch.eye(n, dtype=A.dtype, device=A.device)
-    return torch.linalg.solve(AtA, (A.transpose(-1, -2) @ b.unsqueeze(-1))).squeeze(-1)
+    AtA = AtA + damp[:, None, None] * torch.eye(n, dtype=A.dtype, device=A.device)
+    Atb = (A * b.unsqueeze(1)).sum(0).T.unsqueeze(-1)  # [B, n, 1]
+    return torch.linalg.solve_ex(AtA, Atb)[0].squeeze(-1).T
 
 
 def _initial_betas(G: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
-    """Four starting beta vectors from the Gram matrices ``G [B, 6, 4, 4]`` of the kernel
-    differences and the squared distances ``rho [B, 6]``; returns ``[B, 4 candidates, 4]``.
+    """Four starting beta vectors from the Gram matrices ``G [6, 4, 4, B]`` of the kernel
+    differences and the squared distances ``rho [6, B]``; returns ``[4 (beta_k), 4 candidates, B]``.
 
     The distance equations are ``beta^T G_p beta = rho_p``; the linearised systems treat the
     products ``beta_k beta_l`` as unknowns (only those of the first 2, 3 kernel vectors, or
     those involving beta_1 for the 4-vector case).
     """
-    B = G.shape[0]
-    out = torch.zeros(B, 4, 4, dtype=G.dtype, device=G.device)
-
     def column(k, l):  # coefficient of beta_k beta_l in the six equations
-        return G[:, :, k, l] * (1.0 if k == l else 2.0)
-
-    # n = 1: closed form, beta_1 = sum sqrt(rho) |dv| / sum |dv|^2
-    dv_norm = G[:, :, 0, 0].clamp_min(0).sqrt()
-    out[:, 0, 0] = (rho.clamp_min(0).sqrt() * dv_norm).sum(-1) / (dv_norm * dv_norm).sum(-1).clamp_min(1e-300)
+        return G[:, k, l] * (1.0 if k == l else 2.0)
 
     def root(v):
         return v.abs().sqrt()
@@ -127,38 +140,128 @@ def _initial_betas(G: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
     def sign(v):
         return torch.where(v < 0, -1.0, 1.0).to(v)
 
+    # n = 1: closed form, beta_1 = sum sqrt(rho) |dv| / sum |dv|^2
+    dv2 = G[:, 0, 0].clamp_min(0)
+    b1 = (rho.clamp_min(0) * dv2).sqrt().sum(0) / dv2.sum(0).clamp_min(1e-300)
+    z = torch.zeros_like(b1)
     # n = 2: unknowns (b11, b12, b22)
-    s = _ridge_solve(torch.stack([column(0, 0), column(0, 1), column(1, 1)], -1), rho)
-    out[:, 1, 0] = root(s[:, 0])
-    out[:, 1, 1] = root(s[:, 2]) * sign(s[:, 1])
+    s2 = _ridge_solve(torch.stack([column(0, 0), column(0, 1), column(1, 1)], 1), rho)
     # n = 3: unknowns (b11, b12, b13, b22, b23, b33): six equations, six unknowns
-    s = _ridge_solve(torch.stack([column(0, 0), column(0, 1), column(0, 2), column(1, 1), column(1, 2), column(2, 2)], -1), rho)
-    out[:, 2, 0] = root(s[:, 0])
-    out[:, 2, 1] = root(s[:, 3]) * sign(s[:, 1])
-    out[:, 2, 2] = root(s[:, 5]) * sign(s[:, 2])
+    s3 = _ridge_solve(torch.stack([column(k, l) for k, l in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))], 1), rho)
     # n = 4: unknowns (b11, b12, b13, b14), then beta_k = b1k / beta_1
-    s = _ridge_solve(torch.stack([column(0, 0), column(0, 1), column(0, 2), column(0, 3)], -1), rho)
-    b1 = root(s[:, 0])
-    out[:, 3, 0] = b1
-    out[:, 3, 1:] = s[:, 1:] / b1.clamp_min(1e-300).unsqueeze(-1)
-    return out
+    s4 = _ridge_solve(torch.stack([column(0, 0), column(0, 1), column(0, 2), column(0, 3)], 1), rho)
+    b4 = root(s4[0])
+    return torch.stack([
+        torch.stack([b1, z, z, z]),
+        torch.stack([root(s2[0]), root(s2[2]) * sign(s2[1]), z, z]),
+        torch.stack([root(s3[0]), root(s3[3]) * sign(s3[1]), root(s3[5]) * sign(s3[2]), z]),
+        torch.cat([b4.unsqueeze(0), s4[1:] / b4.clamp_min(1e-300)]),
+    ], 1)
+
+
+# Gauss-Newton steps after which converged candidates leave the batch.
+_GN_PRUNE = (2, 5)
+# The ten distinct entries (i <= j) of a symmetric 4 x 4 matrix, row by row.
+_TRIU = tuple((i, j) for i in range(4) for j in range(i, 4))
+
+
+def _spd4_solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Solve ``A x = b`` for symmetric positive definite 4 x 4 ``A`` given by its ten distinct
+    entries ``a [10, *]`` (order of ``_TRIU``) and ``b [4, *]`` (batch-last), by an unrolled
+    LDL^T factorisation (no pivoting, stable for such matrices); returns ``x [4, *]``."""
+    a00, a01, a02, a03, a11, a12, a13, a22, a23, a33 = a.unbind(0)
+    b0, b1, b2, b3 = b.unbind(0)
+    l10, l20, l30 = a01 / a00, a02 / a00, a03 / a00
+    d1 = a11 - l10 * a01
+    m21, m31 = a12 - l20 * a01, a13 - l30 * a01
+    l21, l31 = m21 / d1, m31 / d1
+    d2 = a22 - l20 * a02 - l21 * m21
+    m32 = a23 - l30 * a02 - l31 * m21
+    l32 = m32 / d2
+    d3 = a33 - l30 * a03 - l31 * m31 - l32 * m32
+    y1 = b1 - l10 * b0
+    y2 = b2 - l20 * b0 - l21 * y1
+    x3 = (b3 - l30 * b0 - l31 * y1 - l32 * y2) / d3
+    x2 = y2 / d2 - l32 * x3
+    x1 = y1 / d1 - l21 * x2 - l31 * x3
+    x0 = b0 / a00 - l10 * x1 - l20 * x2 - l30 * x3
+    return torch.stack([x0, x1, x2, x3])
 
 
 def _gauss_newton_betas(beta: torch.Tensor, G: torch.Tensor, rho: torch.Tensor, iters: int) -> torch.Tensor:
-    """Refine ``beta [B, C, 4]`` so that ``beta^T G_p beta = rho_p`` (``G [B, 6, 4, 4]``,
-    ``rho [B, 6]``) in the least-squares sense, by ``iters`` damped Gauss-Newton steps."""
-    B, C = beta.shape[:2]
-    G_flat = G.reshape(B, 24, 4)
-    eye = torch.eye(4, dtype=beta.dtype, device=beta.device)
+    """Refine ``beta [4, C, B]`` so that ``beta^T G_p beta = rho_p`` (``G [6, 4, 4, B]``,
+    ``rho [6, B]``) in the least-squares sense, by up to ``iters`` damped Gauss-Newton steps.
+
+    Candidates whose step changed beta by less than 1e-10 (relative) have converged (the
+    convergence is quadratic where the equations can be met) and leave the batch, so that the
+    later steps only work on the slow ones.
+    """
+    C, B = beta.shape[1:]
+    M = C * B
+    dev = beta.device
+    beta = beta.reshape(4, M)
+    # G_p beta = sum_l G[:, :, l] beta_l: the four [24, M] slices G[:, :, l], one per candidate
+    G = G.permute(2, 0, 1, 3).reshape(4, 24, 1, B).expand(4, 24, C, B).reshape(4, 24, M)
+    rho = rho.unsqueeze(1).expand(6, C, B).reshape(6, M)
+    iu, ju = (torch.tensor(ix, device=dev) for ix in zip(*_TRIU))
+    diag = torch.tensor([float(i == j) for i, j in _TRIU], dtype=beta.dtype, device=dev).unsqueeze(-1)
+    done, active = [], torch.arange(M, device=dev)  # converged (indices, values); indices still iterating
+    for it in range(iters):
+        Gb = G[0] * beta[0]
+        for l in range(1, 4):
+            Gb = torch.addcmul(Gb, G[l], beta[l])
+        Gb = Gb.view(6, 4, -1)  # G_p beta; the Jacobian of the residuals is 2 G_p beta
+        r = (Gb * beta).sum(1) - rho  # [6, M]
+        JtJ = (Gb.index_select(1, iu) * Gb.index_select(1, ju)).sum(0)  # [10, M], a quarter of J^T J
+        JtJ = JtJ + 1e-10 * (JtJ * diag).sum(0).clamp_min(1e-300) * diag
+        step = 0.5 * _spd4_solve(JtJ, (Gb * r.unsqueeze(1)).sum(0))
+        beta = beta - step
+        if it in _GN_PRUNE and it < iters - 1:  # drop the converged candidates
+            moving = step.abs().amax(0) > 1e-10 * beta.abs().amax(0)
+            if not bool(moving.all()):
+                keep, drop = moving.nonzero().squeeze(1), (~moving).nonzero().squeeze(1)
+                done.append((active[drop], beta[:, drop]))
+                active, beta, rho, G = active[keep], beta[:, keep], rho[:, keep], G.index_select(-1, keep)
+    if done:
+        done.append((active, beta))
+        idx, values = (torch.cat(parts, -1) for parts in zip(*done))
+        beta = values[:, torch.argsort(idx)]
+    return beta.reshape(4, C, B)
+
+
+def _nearest_rotation(A: torch.Tensor, iters: int = 6) -> torch.Tensor:
+    """The rotation ``R [3, 3, *]`` (det +1) maximising ``trace(R^T A)`` for ``A [3, 3, *]``
+    (batch-last).
+
+    For ``det A > 0`` this is the orthogonal polar factor of ``A``, found by Newton's iteration
+    ``X <- (z X + X^-T / z) / 2`` with determinant scaling ``z = |det X|^(-1/3)`` (Higham 1986;
+    quadratic convergence, a few element-wise operations per step, the inverse-transpose from
+    the cofactors). The matrices it leaves unconverged, nearly singular or with ``det A <= 0``
+    go to the SVD solution ``U diag(1, 1, det(U V^T)) V^T``.
+    """
+    def cofactors(X):  # columns x1 x x2, x2 x x0, x0 x x1, i.e. det(X) X^-T; and det(X)
+        cof = torch.linalg.cross(X.roll(-1, 1), X.roll(1, 1), dim=0)
+        return cof, (X[:, 0] * cof[:, 0]).sum(0)
+
+    eye = torch.eye(3, dtype=A.dtype, device=A.device).view(3, 3, *([1] * (A.dim() - 2)))
+    _, det_A = cofactors(A)
+    scale = A.abs().amax((0, 1))
+    newton = torch.isfinite(det_A) & (det_A > 1e-12 * scale ** 3)
+    X = torch.where(newton, A, eye)
     for _ in range(iters):
-        Gb = (G_flat @ beta.transpose(1, 2)).reshape(B, 6, 4, C).permute(0, 3, 1, 2)  # [B, C, 6, 4]: G_p beta
-        r = (Gb * beta.unsqueeze(-2)).sum(-1) - rho.unsqueeze(1)  # [B, C, 6]
-        Gt = Gb.transpose(-1, -2)  # the Jacobian is 2 G_p beta
-        JtJ = Gt @ Gb
-        damp = 1e-10 * JtJ.diagonal(dim1=-2, dim2=-1).sum(-1).clamp_min(1e-300)
-        step = torch.linalg.solve(JtJ + damp[..., None, None] * eye, (Gt @ r.unsqueeze(-1)))
-        beta = beta - 0.5 * step.squeeze(-1)
-    return beta
+        cof, det = cofactors(X)
+        z = det.pow(-1.0 / 3.0)
+        X = 0.5 * (z * X + cof / (z * det))
+    residual = (_mm(X.transpose(0, 1), X) - eye).abs().amax((0, 1))
+    rest = ~(newton & (residual < 1e-10))
+    if bool(rest.any()):
+        U, _, Vh = torch.linalg.svd(A[:, :, rest].permute(2, 0, 1))
+        d = torch.sign(torch.linalg.det(U @ Vh))
+        d = torch.where(d == 0, torch.ones_like(d), d)
+        fix = torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1).unsqueeze(-1)
+        X = X.clone()
+        X[:, :, rest] = (U @ (Vh * fix)).permute(1, 2, 0)
+    return X
 
 
 def _refine_pose(R, t, X, xn, w, iters):
@@ -191,63 +294,87 @@ def _refine_pose(R, t, X, xn, w, iters):
     return R, t
 
 
-# Differences of the six control-point pairs as a matrix: D @ c -> c_a - c_b.
-_PAIR_DIFF = tuple(tuple(1.0 if j == a else -1.0 if j == b else 0.0 for j in range(4)) for a, b in _PAIRS)
+# Metric of the control points in the basis d of the whitened coordinates: a camera point is
+# sum_j alpha_j c_j = d_0 + sum_k a_k d_k with c_0 = d_0, c_k = d_0 + d_k, so that
+# |c_0|^2 + ... + |c_3|^2 = d^T P d (per axis).
+_METRIC = ((4.0, 1.0, 1.0, 1.0), (1.0, 1.0, 0.0, 0.0), (1.0, 0.0, 1.0, 0.0), (1.0, 0.0, 0.0, 1.0))
+# Position in _TRIU of each entry of a symmetric 4 x 4 matrix.
+_FROM_TRIU = tuple(_TRIU.index((min(i, j), max(i, j))) for i in range(4) for j in range(4))
+
+
+
+def _place(ctrl, beta, Lw, c0, Q, S):
+    """Rigid poses ``R [3,3,C,B], t [3,C,B]`` and algebraic errors ``[C,B]`` of the candidates."""
+    cc = (ctrl.unsqueeze(3) * beta).sum(2)  # [3 xyz, 4 control point, C, B] camera frame
+    # Points in front of the camera: the weighted mean of the camera points is c_0 (the
+    # alphas average to (1, 0, 0, 0)); flip the candidates whose c_0 lies behind.
+    cc = cc * torch.where(cc[2, 0] < 0, -1.0, 1.0).to(cc)
+    # Rigid Procrustes of all points X -> (their camera estimates): with whitened coordinates
+    # the weighted cross-covariance is sum_k (c_k - c_0)(c^w_k - c^w_0)^T.
+    cross = ((cc[:, 1:] - cc[:, :1]).unsqueeze(1) * Lw[None, :, :, None]).sum(2)  # [3, 3, C, B]
+    Rc = _nearest_rotation(cross)
+    tc = cc[:, 0] - (Rc * c0.T[None, :, None]).sum(1)  # [3, C, B]
+    # The algebraic error |M x|^2 (weighted) of the rigidly placed control points,
+    # x = (d_x, d_y, d_z) with d_0 = c_0 and d_k = R (c^w_k - c^w_0).
+    xh = torch.cat([cc[:, :1], (Rc.unsqueeze(2) * Lw[None, :, :, None]).sum(1)], 1)  # [3 xyz, 4 h, C, B]
+    z = xh[2]
+    res = xh[:2] - (Q[:2, :, :, None] * z).sum(2)
+    err = (res * res).sum((0, 1)) + (z * (S.unsqueeze(2) * z).sum(1)).sum(0)  # [C, B]
+    return Rc, tc, torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf")))
 
 
 def _epnp_core(X, xn, wn, c0, lam, V, gn_iters: int, refine_iters: int):
     """EPnP on clean, well-posed problems (float64). ``X [B,N,3]``; normalised observations
     ``xn [B,N,2]`` (``K^-1`` applied); weights ``wn [B,N]`` >= 0 summing to one; weighted
-    centroid ``c0 [B,3]`` and principal variances/directions ``lam [B,3]``, ``V [B,3,3]``
-    of the points. Returns ``R [B,3,3], t [B,3]``."""
-    B = X.shape[0]
-    sd = lam.clamp_min(1e-300).sqrt()  # [B, 3]
-    cw = torch.cat([c0.unsqueeze(-2), c0.unsqueeze(-2) + (V * sd.unsqueeze(-2)).transpose(-1, -2)], -2)  # [B, 4, 3]
-    a = ((X - c0.unsqueeze(-2)) @ V) / sd.unsqueeze(-2)  # [B, N, 3]
-    alphas = torch.cat([1 - a.sum(-1, keepdim=True), a], -1)  # [B, N, 4]
+    centroid ``c0 [B,3]``, principal variances ``lam [B,3]`` and directions ``V [B,3,3]`` of
+    the points. Returns ``R [B,3,3], t [B,3]``. Works batch-last inside (see :func:`_mm`)."""
+    B, N = X.shape[:2]
+    dt, dev = X.dtype, X.device
+    sd = lam.clamp_min(1e-300).sqrt()
+    Lw = (V * sd.unsqueeze(-2)).permute(1, 2, 0).contiguous()  # [3 xyz, 3 k, B]: control points c_k - c_0
+    Xs = (X - c0.unsqueeze(-2)).permute(2, 1, 0).contiguous()  # [3, N, B]
+    a = (Xs.unsqueeze(1) * (V / sd.unsqueeze(-2)).permute(1, 2, 0).unsqueeze(2)).sum(0)  # [3, N, B] whitened
+    h = torch.cat([torch.ones_like(a[:1]), a])  # [4, N, B]: (1, a), weighted mean (1, 0, 0, 0), second moment I
 
-    # M^T W M from weighted moments of the alphas (never forming the 2N x 12 matrix M). The
-    # unknowns are ordered (x of the 4 control points, then y, then z); the u-row of point i
-    # is [alpha_i, 0, -u_i alpha_i], the v-row [0, alpha_i, -v_i alpha_i].
-    u, v = xn.unbind(-1)
-    f = torch.stack([wn, wn * u, wn * v, wn * (u * u + v * v)], -1)  # [B, N, 4]
-    Q = ((f.unsqueeze(-1) * alphas.unsqueeze(-2)).reshape(B, -1, 16).transpose(-1, -2) @ alphas).reshape(B, 4, 4, 4)
-    Q0, Qu, Qv, Quv = Q.unbind(1)
-    Z = torch.zeros_like(Q0)
-    MtM = torch.cat([torch.cat([Q0, Z, -Qu], -1), torch.cat([Z, Q0, -Qv], -1), torch.cat([-Qu, -Qv, Quv], -1)], -2)
-    _, vecs = torch.linalg.eigh(MtM)
-    kernel = vecs[..., :4].transpose(-1, -2).reshape(B, 4, 3, 4).transpose(-1, -2)  # [B, kernel k, control j, xyz]
+    # M^T W M of the linear system M x = 0 (two rows per point: the u-row [alpha, 0, -u alpha],
+    # the v-row [0, alpha, -v alpha] over the x, y, z coordinates of the control points),
+    # written over d (c_0 = d_0, c_k = d_0 + d_k; alpha^T c = h^T d):
+    # [[I, 0, -Qu], [0, I, -Qv], [-Qu, -Qv, Quv]] with Q_f = sum_i w_i f_i h_i h_i^T.
+    u, v = xn.permute(2, 1, 0)
+    w = wn.T
+    f = torch.stack([w * u, w * v, w * (u * u + v * v)])  # [3, N, B]
+    iu, ju = (torch.tensor(ix, device=dev) for ix in zip(*_TRIU))
+    Q = (f.unsqueeze(1) * (h[iu] * h[ju]).unsqueeze(0)).sum(2)  # [3, 10, B]
+    Q = Q[:, torch.tensor(_FROM_TRIU, device=dev)].view(3, 4, 4, B)
+    Qu, Qv, Quv = Q.unbind(0)
+    # For given z-coordinates d_z the x, y ones that minimise |M x|^2 are d_x = Qu d_z,
+    # d_y = Qv d_z, leaving d_z^T S d_z with S = Quv - Qu^2 - Qv^2. This 4-dimensional
+    # subspace holds the null space of M (exactly for noise-free data); its Rayleigh-Ritz
+    # vectors, the generalised eigenvectors of (S, Nm) with Nm the metric of the full
+    # 12-vector, stand in for the four smallest eigenvectors of the 12 x 12 M^T W M.
+    P = torch.tensor(_METRIC, dtype=dt, device=dev).unsqueeze(-1)
+    Qs = torch.stack([Qu, Qv], -1)  # [4, 4, B, 2]
+    S = Quv - _mm(Qs, Qs).sum(-1)
+    Nm = P + _mm(Qs, _mm(P.unsqueeze(-1), Qs)).sum(-1)
+    Lm = torch.linalg.cholesky(Nm.permute(2, 0, 1))
+    Sb = S.permute(2, 0, 1)
+    E = torch.linalg.solve_triangular(Lm, torch.linalg.solve_triangular(Lm, Sb, upper=False).mT, upper=False)
+    _, Y = torch.linalg.eigh(0.5 * (E + E.transpose(-1, -2)))
+    dz = torch.linalg.solve_triangular(Lm.transpose(-1, -2), Y, upper=True).permute(1, 2, 0)  # [4 (h), 4 (kernel), B]
+    d = torch.stack([_mm(Qu, dz), _mm(Qv, dz), dz])  # [3 xyz, 4 h, 4 kernel, B]
+    ctrl = torch.cat([d[:, :1], d[:, 1:] + d[:, :1]], 1)  # [3 xyz, 4 control point, 4 kernel, B]
 
-    D = torch.tensor(_PAIR_DIFF, dtype=X.dtype, device=X.device)  # [6, 4]
-    dw = D @ cw
-    rho = (dw * dw).sum(-1)  # [B, 6] squared control-point distances
-    dv = (D @ kernel).transpose(1, 2)  # [B, 6, k, 3]
-    G = dv @ dv.transpose(-1, -2)  # [B, 6, 4, 4]
-    beta = _gauss_newton_betas(_initial_betas(G, rho), G, rho, gn_iters)  # [B, C, 4]
-    cc = torch.einsum("bck,bkjd->bcjd", beta, kernel)  # [B, C, 4, 3] camera-frame control points
-
-    # Points in front of the camera: flip the candidates whose weighted mean depth is negative.
-    m = Q0.sum(-1)  # [B, 4]: weighted mean of the alphas (camera points' mean = m cc)
-    depth = torch.einsum("bj,bcj->bc", m, cc[..., 2])
-    cc = cc * torch.where(depth < 0, -1.0, 1.0).to(cc)[..., None, None]
-
-    # Rigid Procrustes of all points, X -> alphas cc, through the 4x4 second moment Q_0 of
-    # the alphas: sum_i w_i (alphas_i cc)(alphas_i cw)^T = cc^T Q_0 cw.
-    mu_c = torch.einsum("bj,bcjd->bcd", m, cc)  # [B, C, 3]
-    cross = cc.transpose(-1, -2) @ (Q0 @ cw).unsqueeze(1) - mu_c.unsqueeze(-1) * c0[:, None, None, :]
-    U, _, Vh = torch.linalg.svd(cross)
-    d = torch.sign(torch.linalg.det(U) * torch.linalg.det(Vh))
-    d = torch.where(d == 0, torch.ones_like(d), d)
-    Rc = U @ (Vh * torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1).unsqueeze(-1))
-    tc = mu_c - (Rc @ c0[:, None, :, None]).squeeze(-1)  # [B, C, 3]
-
-    # Pick the candidate with the smallest algebraic error |M vec(R c^w + t)|^2 (weighted).
-    cam = (cw.unsqueeze(1) @ Rc.transpose(-1, -2) + tc.unsqueeze(-2)).transpose(-1, -2).reshape(B, -1, 12)
-    err = torch.einsum("bci,bij,bcj->bc", cam, MtM, cam)
-    err = torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf")))
-    best = err.argmin(-1)
-    idx = torch.arange(B, device=X.device)
-    R, t = Rc[idx, best], tc[idx, best]
+    ia, ib = (torch.tensor(ix, device=dev) for ix in zip(*_PAIRS))
+    dv = ctrl[:, ia] - ctrl[:, ib]  # [3, 6, 4, B]
+    G = (dv.unsqueeze(3) * dv.unsqueeze(2)).sum(0)  # [6, 4, 4, B]
+    cw = torch.cat([torch.zeros_like(Lw[:, :1]), Lw], 1)  # [3, 4, B] world control points - c0
+    dw = cw[:, ia] - cw[:, ib]
+    rho = (dw * dw).sum(0)  # [6, B] squared control-point distances
+    beta = _gauss_newton_betas(_initial_betas(G, rho), G, rho, gn_iters)  # [4, C, B]
+    Rc, tc, err = _place(ctrl, beta, Lw, c0, Q, S)
+    best = err.argmin(0)  # the candidate with the smallest algebraic error
+    R = Rc.gather(2, best.view(1, 1, 1, B).expand(3, 3, 1, B)).squeeze(2).permute(2, 0, 1)
+    t = tc.gather(1, best.view(1, 1, B).expand(3, 1, B)).squeeze(1).T
     if refine_iters > 0:
         R, t = _refine_pose(R, t, X, xn, wn, refine_iters)
     return R, t
