@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -379,6 +380,44 @@ def test_dataloader_batches_samples(sample_sets):
     assert torch.equal(again["joints2d"], ds[0]["joints2d"])  # an integer seed fixes each index's draw
     ds.set_epoch(1)
     assert not torch.equal(again["joints2d"], ds[0]["joints2d"])
+
+
+def _equal_samples(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(
+        torch.equal(a[k], b[k]) if isinstance(a[k], torch.Tensor) else a[k] == b[k] for k in a)
+
+
+def test_memory_cache_holds_the_same_samples_in_private_memory(sample_sets):
+    """Samples prepared by workers equal a direct read, and none of their tensors stays in shared
+    memory: each shared tensor keeps a file descriptor open, and thousands of them once stopped a
+    GPU run with "Too many open files". A soft limit just above what this process has open
+    makes the old behaviour fail here."""
+    import resource
+
+    from hfl_lite.data.cache import MemoryCache
+
+    ds = _dataset("ho3d", sample_sets["ho3d"], "train", augment=False)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    open_now = len(os.listdir("/proc/self/fd"))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, open_now + 200), hard))
+    try:
+        cache = MemoryCache(ds, workers=2, progress=False)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert len(cache) == len(ds) == 48
+    tensors = [v for s in cache.samples for v in s.values() if isinstance(v, torch.Tensor)]
+    assert len(tensors) > 200 and not any(t.is_shared() for t in tensors)
+    for i in (0, 17, 47):
+        assert _equal_samples(cache[i], torch.utils.data.default_convert(ds[i]))
+    assert cache.nbytes == sum(t.numel() * t.element_size() for t in tensors)
+    assert cache.split == "train" and cache.skipped == 0  # read through from the dataset
+
+
+def test_memory_cache_refuses_augmented_datasets(sample_sets):
+    from hfl_lite.data.cache import MemoryCache
+
+    with pytest.raises(ValueError, match="augment"):
+        MemoryCache(_dataset("ho3d", sample_sets["ho3d"], "train", augment=True, seed=0), progress=False)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -142,16 +142,32 @@ def test_shipped_checkpoint_loads_safely_and_reproduces_its_metrics(eval_set, sh
 
 
 def test_metrics_json_records_model_and_baselines():
-    """metrics.json holds the model's and the mean-pose baseline's numbers on the same samples.
-    What the shipped checkpoint learnt in its few CPU minutes shows in the object votes: their
-    reprojection error is well below the mean training pose's (the hand is not better than the
-    mean training hand pose, see data_samples/checkpoints/README.md)."""
+    """metrics.json holds the model's and the mean-pose baseline's numbers on the same samples,
+    and the margins the READMEs state: the checkpoint reads the hand's global orientation
+    (root-aligned MPJPE) and the object's place in the image (reprojection) clearly better than
+    the baselines; it does not beat the mean pose on articulation (see
+    data_samples/checkpoints/README.md)."""
     recorded = json.loads((CHECKPOINT_DIR / "metrics.json").read_text())
     ours, base = recorded["model"], recorded["baseline_mean_pose"]
     assert recorded["samples"] == 16 and ours["num_hand"] == base["num_hand"] == 16
     for key in ("mpjpe_mm", "pa_mpjpe_mm", "pa_mpvpe_mm", "f5_pct", "f15_pct", "add_mm", "rep_px", "add_01d_mean_objects_pct"):
         assert math.isfinite(ours[key]) and math.isfinite(base[key]), key
-    assert ours["rep_median_px"] < 0.85 * base["rep_median_px"]
+    assert ours["mpjpe_mm"] < 0.6 * base["mpjpe_mm"]
+    assert ours["rep_median_px"] < 0.7 * base["rep_median_px"]
+
+
+def test_shipped_training_log_belongs_to_the_checkpoint():
+    """train_log.csv (plotted in chapter 9) is the log of the run that made the shipped weights:
+    it ends at the checkpoint's step, and its loss fell."""
+    import csv
+
+    ckpt = torch.load(CHECKPOINT, weights_only=True)
+    with open(CHECKPOINT_DIR / "train_log.csv") as f:
+        rows = list(csv.DictReader(f))
+    steps = [int(r["step"]) for r in rows]
+    assert steps == list(range(1, ckpt["step"] + 1))
+    assert int(rows[-1]["epoch"]) == ckpt["epoch"]
+    assert float(rows[-1]["total"]) < 0.2 * float(rows[0]["total"])
 
 
 def test_infer_command_writes_result_overlay_and_viewer(tmp_path, eval_set):

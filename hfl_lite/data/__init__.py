@@ -5,7 +5,9 @@
     >>> sample = ds[0]   # dict of tensors, see hfl_lite.data.sample
 
 The synthetic-scene modules (``objects``, ``grasp``, ``render``, ``writers``, ``synth``) are
-imported on first use: ``from hfl_lite.data import objects`` or ``hfl_lite.data.synth``.
+imported on first use: ``from hfl_lite.data import objects`` or ``hfl_lite.data.synth``; so is
+``hfl_lite.data.cache.MemoryCache``, which keeps prepared samples in memory for training
+without augmentation.
 """
 from __future__ import annotations
 
