@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from hfl_lite.bench import num_threads, timed
+from hfl_lite.presets import pick_device
 from hfl_lite.geometry import (control_points_from_bounds, epnp, offset_targets, project_points, random_pnp_problems,
                                solve_pose_from_votes, tight_box, transform_points)
 
@@ -34,13 +35,10 @@ def _errors(R_est: np.ndarray, t_est: np.ndarray, R: np.ndarray, t: np.ndarray) 
     return float(np.median(rot)), float(np.median(tr))
 
 
-def _opencv_loop(X, x, K, ransac: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def _opencv_loop(X, x, K) -> tuple[np.ndarray, np.ndarray]:
     Rs, ts = np.tile(np.eye(3), (len(X), 1, 1)), np.tile([0.0, 0.0, 1.0], (len(X), 1))
     for i in range(len(X)):
-        if ransac:
-            ok, rvec, tvec, _ = cv2.solvePnPRansac(X[i], x[i], K[i], None, flags=cv2.SOLVEPNP_EPNP)
-        else:
-            ok, rvec, tvec = cv2.solvePnP(X[i], x[i], K[i], None, flags=cv2.SOLVEPNP_EPNP)
+        ok, rvec, tvec = cv2.solvePnP(X[i], x[i], K[i], None, flags=cv2.SOLVEPNP_EPNP)
         if ok:
             Rs[i], ts[i] = cv2.Rodrigues(rvec)[0], tvec.ravel()
     return Rs, ts
@@ -59,7 +57,7 @@ def bench_epnp(batches=(1, 64, 1024), repeats: int = 5, num_points: int = 21, no
     both. ``threads`` sets torch's CPU threads for the run (on a busy shared CPU, 1 avoids
     OpenMP waits).
     """
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = torch.device(device) if device else pick_device()
     rows = []
     for B in batches:
         p = random_pnp_problems(B, num_points, noise_px=noise_px, generator=torch.Generator().manual_seed(seed))
@@ -122,7 +120,7 @@ def bench_voting(batches=(1, 64, 256), grid: int = 32, repeats: int = 3, vote_no
     decoding + ``cv2.solvePnPRansac`` with the EPnP flag), on synthetic decoder outputs with
     ``outlier_ratio`` junk votes. Rows: times, speedup and median pose errors of both;
     ``threads`` and the CPU-time figures as in :func:`bench_epnp`."""
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = torch.device(device) if device else pick_device()
     rows = []
     for B in batches:
         s = _synthetic_votes(B, grid, vote_noise, outlier_ratio, seed)

@@ -68,6 +68,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from hfl_lite.bench import cpu_name
+
 __all__ = [
     "HAND_METRICS", "OBJECT_ERRORS", "PAPER_COLUMNS", "PAPER_OBJECTS", "PAPER_TABLES", "VARIANTS", "Variant",
     "machine_description", "main", "run_variant", "summarise",
@@ -148,21 +150,6 @@ DEFAULT_STEPS = 48
 DEFAULT_LR = 1e-3
 
 
-class _InMemory(Dataset):
-    """The samples of ``dataset`` at ``indices``, decoded once; keeps the ``objects`` catalogue
-    that :func:`~hfl_lite.training.evaluate.evaluate` reads."""
-
-    def __init__(self, dataset: Dataset, indices: list[int]):
-        self.samples = [dataset[i] for i in indices]
-        self.objects = dataset.objects
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return self.samples[index]
-
-
 class _Subset(torch.utils.data.Subset):
     """``Subset`` that keeps the ``objects`` catalogue of its dataset."""
 
@@ -174,13 +161,7 @@ class _Subset(torch.utils.data.Subset):
 def machine_description(device: torch.device) -> dict[str, str]:
     """``{"platform", "cpu", "torch", "device", "threads"}`` of this process, as strings for the
     results table (``threads``: torch's CPU threads)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
+    cpu = cpu_name()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     dev = str(device)
     if device.type == "cuda":
@@ -341,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _ablate(args: argparse.Namespace, command: str) -> int:
+    from hfl_lite.data.cache import MemoryCache
     from hfl_lite.presets import get_preset, pick_device
     from hfl_lite.training.cli import make_dataset
     from hfl_lite.training.evaluate import MeanPoseBaseline
@@ -376,9 +358,11 @@ def _ablate(args: argparse.Namespace, command: str) -> int:
     if eval_samples is not None and eval_samples < len(eval_full):
         eval_idx = sorted({int(i) for i in np.linspace(0, len(eval_full) - 1, eval_samples).round()})
     small_train = len(train_full) <= CACHE_LIMIT and not args.augment
-    train_set = _InMemory(train_full, list(range(len(train_full)))) if small_train else train_full
-    eval_set = _InMemory(eval_full, eval_idx) if len(eval_idx) <= CACHE_LIMIT else _Subset(eval_full, eval_idx)
-    object_names = sorted({s["obj_name"] for s in eval_set.samples}) if isinstance(eval_set, _InMemory) \
+    train_set = MemoryCache(train_full, progress=False) if small_train else train_full
+    eval_set = _Subset(eval_full, eval_idx)
+    if len(eval_idx) <= CACHE_LIMIT:
+        eval_set = MemoryCache(eval_set, progress=False)
+    object_names = sorted({s["obj_name"] for s in eval_set.samples}) if isinstance(eval_set, MemoryCache) \
         else sorted(PAPER_OBJECTS.values())
     metric_columns = _metric_columns(object_names)
     id_columns = ["variant", "backbone", "hand_interaction", "object_interaction", "paper_rows", "seed", "steps",

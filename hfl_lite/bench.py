@@ -46,7 +46,7 @@ from typing import Callable
 
 import torch
 
-__all__ = ["SECTIONS", "PeakMemory", "Settings", "count_flops", "make_settings", "main", "matmul_peak_gflops",
+__all__ = ["SECTIONS", "PeakMemory", "Settings", "count_flops", "cpu_name", "make_settings", "main", "matmul_peak_gflops",
            "median_time", "num_threads", "run", "synchronize", "timed"]
 
 SECTIONS = ("peak", "inference", "train", "backbone", "epnp", "voting", "data", "render", "book")
@@ -519,21 +519,32 @@ RUNNERS: dict[str, Callable[[Settings, dict], list[dict]]] = {
 # ----------------------------------------------------------------------------- the command
 
 
-def _machine() -> dict:
-    cpu = platform.processor() or platform.machine()
+def cpu_name() -> str:
+    """The processor's model name (from /proc/cpuinfo where there is one)."""
+    name = platform.processor() or platform.machine()
     try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
     except OSError:
         pass
-    info = {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    return name
+
+
+def _load_average() -> tuple[float, float, float] | None:
+    try:
+        return os.getloadavg()
+    except OSError:
+        return None
+
+
+def _machine() -> dict:
+    info = {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
-    try:
-        info["load_average"] = os.getloadavg()
-    except OSError:
-        pass
+    load = _load_average()
+    if load is not None:
+        info["load_average"] = load
     return info
 
 
@@ -553,7 +564,7 @@ def run(sections: tuple[str, ...], settings: Settings, log=print) -> dict:
             records, error = [], f"{type(err).__name__}: {err}"
             log(traceback.format_exc())
         result["sections"][name] = {"records": records, "seconds": time.perf_counter() - start, "error": error}
-    result["meta"]["load_average_end"] = _machine().get("load_average")
+    result["meta"]["load_average_end"] = _load_average()
     return result
 
 

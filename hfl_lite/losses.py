@@ -146,7 +146,7 @@ def object_loss_terms(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, t
     cells = offset.shape[1] * r * r
     per_sample_offset = error.abs().flatten(1).sum(dim=1) / cells
 
-    conf_target = confidence_targets(offset, batch["obj_ctrl2d"].float(), boxes) * mask[:, :, 0]
+    conf_target = confidence_targets(offset, batch["obj_ctrl2d"].float(), boxes, target) * mask[:, :, 0]
     conf = torch.sigmoid(outputs["obj_conf_logits"].float())
     per_sample_conf = (conf - conf_target).abs().flatten(1).mean(dim=1)
     return {"obj_offset": _masked_mean(per_sample_offset, valid), "obj_conf": _masked_mean(per_sample_conf, valid)}

@@ -81,6 +81,20 @@ def pa_mpvpe(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return (procrustes_align(pred, gt) - gt).norm(dim=-1).mean(-1) * _MM
 
 
+def _nearest_both_ways(a: torch.Tensor, b: torch.Tensor, budget: int = 1 << 24) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nearest-point distances ``a -> b`` ``[B, P]`` and ``b -> a`` ``[B, Q]`` from one pass over
+    the pairwise distances (chunks of ``a``, as in :func:`_nearest`)."""
+    B, P, _ = a.shape
+    Q = b.shape[1]
+    chunk = max(1, budget // max(1, B * Q))
+    a_to_b, b_to_a = [], torch.full((B, Q), float("inf"), dtype=a.dtype, device=a.device)
+    for start in range(0, P, chunk):
+        d = torch.cdist(a[:, start:start + chunk], b, compute_mode="donot_use_mm_for_euclid_dist")
+        a_to_b.append(d.amin(-1))
+        b_to_a = torch.minimum(b_to_a, d.amin(-2))
+    return torch.cat(a_to_b, 1), b_to_a
+
+
 def _nearest(a: torch.Tensor, b: torch.Tensor, b_mask: torch.Tensor | None = None, budget: int = 1 << 24) -> torch.Tensor:
     """Distance from every point of ``a [B, P, 3]`` to its nearest point of ``b [B, Q, 3]``
     (only points where ``b_mask [B, Q]`` is True count): ``[B, P]``. Works in chunks of ``a``
@@ -115,8 +129,7 @@ def f_scores(pred_verts: torch.Tensor, gt_verts: torch.Tensor, thresholds: Seque
     if align:
         _check_pair(pred_verts, gt_verts, "f_scores (align=True)")
         pred_verts = procrustes_align(pred_verts, gt_verts)
-    d_pred = _nearest(pred_verts, gt_verts)  # pred -> gt
-    d_gt = _nearest(gt_verts, pred_verts)  # gt -> pred
+    d_pred, d_gt = _nearest_both_ways(pred_verts, gt_verts)
     th = torch.as_tensor(list(thresholds), dtype=d_pred.dtype, device=d_pred.device)
     precision = (d_pred.unsqueeze(-1) < th).to(d_pred.dtype).mean(1)  # [B, T]
     recall = (d_gt.unsqueeze(-1) < th).to(d_pred.dtype).mean(1)
@@ -255,12 +268,13 @@ class MetricTable:
         sym = torch.tensor([n in self.symmetric_objects for n in names], dtype=torch.bool)
         diameter = torch.as_tensor(diameter, dtype=torch.float64).cpu().expand(Rp.shape[0])
         e_add = add(Rp, tp, Rg, tg, pts, mask)
-        e_adds = add_s(Rp, tp, Rg, tg, pts, mask)
+        # ADD-S compares every point with every other: only for the symmetric objects that need it
+        e_adds = add_s(Rp, tp, Rg, tg, pts, mask) if bool(sym.any()) else e_add
         hit = torch.where(sym, e_adds, e_add) < 0.1 * diameter * _MM
         rep = rep_px(Rp, tp, Rg, tg, pts, torch.as_tensor(K).double().cpu(), mask).tolist() if K is not None else [None] * len(names)
         for i, name in enumerate(names):
-            self.objects.append(dict(name=name, add=float(e_add[i]), add_s=float(e_adds[i]), hit=bool(hit[i]),
-                                     symmetric=bool(sym[i]), rep_px=rep[i]))
+            self.objects.append(dict(name=name, add=float(e_add[i]), add_s=float(e_adds[i]) if sym[i] else None,
+                                     hit=bool(hit[i]), symmetric=bool(sym[i]), rep_px=rep[i]))
 
     def summary(self) -> dict:
         """Plain dict: hand means (``*_mm``; F-scores ``f5_pct``/``f15_pct`` x100), sample counts,

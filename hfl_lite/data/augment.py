@@ -115,6 +115,8 @@ _COLOUR_OPS = (
     lambda img, p: TF.adjust_saturation(img, p.saturation),
     lambda img, p: TF.adjust_hue(img, p.hue),
 )
+# The value of each colour operation's factor that leaves the image unchanged.
+_NEUTRAL = (("brightness", 1.0), ("contrast", 1.0), ("saturation", 1.0), ("hue", 0.0))
 
 
 def apply_photometric(image: np.ndarray, params: AugmentParams) -> torch.Tensor:
@@ -131,5 +133,9 @@ def apply_photometric(image: np.ndarray, params: AugmentParams) -> torch.Tensor:
         image = cv2.GaussianBlur(image, (0, 0), sigmaX=params.blur, sigmaY=params.blur)
     out = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
     for index in params.order:
-        out = _COLOUR_OPS[index](out, params)
+        # Skip neutral operations: the plain crop (AugmentParams()) then costs no RGB->HSV->RGB
+        # round trip; brightness/contrast/saturation at 1 are exact identities on [0, 1] anyway.
+        name, neutral = _NEUTRAL[index]
+        if getattr(params, name) != neutral:
+            out = _COLOUR_OPS[index](out, params)
     return out.clamp_(0.0, 1.0)

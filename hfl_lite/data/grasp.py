@@ -27,17 +27,17 @@ import numpy as np
 import torch
 
 from hfl_lite.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from hfl_lite.mano.constants import FINGER_JOINTS, JOINT_REORDER
 
 from .objects import ObjectModel
 
 __all__ = ["Grasp", "HandModel", "get_hand_model", "sample_grasp", "penetration_depth"]
 
-_FINGERS = {"index": (1, 2, 3), "middle": (4, 5, 6), "little": (7, 8, 9), "ring": (10, 11, 12), "thumb": (13, 14, 15)}
-# MANO joint -> the output joint (manopth order) just beyond it along its finger (its "child")
-_CHILD_OUT = {1: 6, 2: 7, 3: 8, 4: 10, 5: 11, 6: 12, 7: 18, 8: 19, 9: 20, 10: 14, 11: 15, 12: 16, 13: 2, 14: 3, 15: 4}
+_FINGERS = FINGER_JOINTS
 # MANO joint -> its position in manopth's output order
-_MANO_TO_OUT = {0: 0, 1: 5, 2: 6, 3: 7, 4: 9, 5: 10, 6: 11, 7: 17, 8: 18, 9: 19, 10: 13, 11: 14, 12: 15,
-                13: 1, 14: 2, 15: 3}
+_MANO_TO_OUT = {k: JOINT_REORDER.index(k) for k in range(16)}
+# MANO joint -> the output joint (manopth order) just beyond it along its finger (its "child")
+_CHILD_OUT = {k: _MANO_TO_OUT[k] + 1 for chain in _FINGERS.values() for k in chain}
 _FLEX_SHARE = (0.8, 1.1, 0.7)  # MCP, PIP, DIP angle per unit of flexion level
 _THUMB_SHARE = (0.35, 0.7, 0.8)
 
@@ -49,11 +49,11 @@ def _unit(v: np.ndarray) -> np.ndarray:
 class HandModel:
     """A MANO layer of one side with the rest-pose frame and finger axes the grasps need.
 
-    Attributes (rest pose, metres, hand's own frame): ``joints`` [16, 3] MANO order,
-    ``finger_dir`` (wrist -> middle finger), ``thumb_side``, ``palm_normal`` (out of the palm),
-    ``palm_centre``, ``flex_axis`` [16, 3] (unit axis per finger joint; positive angles curl the
-    finger towards the palm), ``opposition_axis`` (thumb CMC), ``vertex_finger`` [778] (0 palm,
-    1..5 thumb, index, middle, ring, little: the finger whose joints weigh most on the vertex).
+    Attributes (rest pose, metres, hand's own frame): ``finger_dir`` (wrist -> middle finger),
+    ``thumb_side``, ``palm_normal`` (out of the palm), ``palm_centre``, ``flex_axis`` [16, 3]
+    (unit axis per finger joint; positive angles curl the finger towards the palm),
+    ``opposition_axis`` (thumb CMC), ``vertex_finger`` [778] (0 palm, 1..5 thumb, index, middle,
+    ring, little: the finger whose joints weigh most on the vertex).
     """
 
     def __init__(self, side: str = "right", mano_root=None):
@@ -65,8 +65,7 @@ class HandModel:
         with torch.no_grad():
             _, out = self.layer(torch.zeros(1, 48))
         out = out[0].double().numpy() / 1000.0
-        J = np.stack([out[_MANO_TO_OUT[k]] for k in range(16)])
-        self.joints = J
+        J = np.stack([out[_MANO_TO_OUT[k]] for k in range(16)])  # rest joints, MANO order
         d = _unit(J[4] - J[0])
         s = J[1] - J[7]
         s = _unit(s - (s @ d) * d)

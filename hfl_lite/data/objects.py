@@ -34,7 +34,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.spatial import ConvexHull
 
 from hfl_lite.geometry.control_points import control_points_from_vertices
 
@@ -42,11 +41,11 @@ __all__ = [
     "OBJECT_NAMES",
     "YCB_IDS",
     "SYMMETRIC",
-    "HO3D_OBJECTS",
     "ObjectModel",
     "get_object",
     "load_object",
     "object_diameter",
+    "mesh_diameter",
     "control_points",
     "write_model",
     "read_obj",
@@ -66,12 +65,6 @@ YCB_IDS: dict[str, int] = {name: i + 1 for i, name in enumerate(OBJECT_NAMES)}
 
 SYMMETRIC: frozenset[str] = frozenset({"024_bowl", "036_wood_block", "052_extra_large_clamp", "061_foam_brick"})
 """Objects evaluated with ADD-S (Dex-YCB's symmetric set)."""
-
-HO3D_OBJECTS: tuple[str, ...] = (
-    "003_cracker_box", "004_sugar_box", "006_mustard_bottle", "010_potted_meat_can", "011_banana",
-    "019_pitcher_base", "021_bleach_cleanser", "025_mug", "035_power_drill", "037_scissors",
-)
-"""The ten objects that occur in HO3D."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -102,17 +95,17 @@ class _Part:
     def to_object(self, p: np.ndarray) -> np.ndarray:
         return p @ self.R.T + np.asarray(self.t)
 
-    def sdf(self, p: np.ndarray, exact_within: float = 0.01) -> np.ndarray:
+    def sdf(self, p: np.ndarray) -> np.ndarray:
         """Signed distance (metres, negative inside) of object-frame points ``p [N, 3]``.
 
-        Exact (lathes: up to their elliptical squash) for points within ``exact_within`` of the
-        part's bounding box; farther points get their distance to that box, a lower bound.
+        Exact (lathes: up to their elliptical squash) for points within 1 cm of the part's
+        bounding box; farther points get their distance to that box, a lower bound.
         """
         q = self.to_local(p)
         lo, hi = self._local_bounds
         box = np.linalg.norm(np.maximum(np.maximum(lo - q, q - hi), 0.0), axis=-1)
         out = box.copy()
-        near = np.nonzero(box <= exact_within)[0]
+        near = np.nonzero(box <= 0.01)[0]
         if len(near):
             out[near] = self._sdf_local(q[near])
         return out
@@ -477,10 +470,6 @@ class ObjectModel:
     _decals: list[_Decal]
     _offset: np.ndarray
 
-    @property
-    def symmetric(self) -> bool:
-        return self.name in SYMMETRIC
-
     def sdf(self, points: np.ndarray) -> np.ndarray:
         """Signed distance (m, negative inside) of object-frame points ``[N, 3]`` -> ``[N]``."""
         p = np.asarray(points, dtype=np.float64).reshape(-1, 3) + self._offset
@@ -546,9 +535,17 @@ def get_object(name: str) -> ObjectModel:
                         vert_part=vp.astype(np.int64), colours=np.zeros((len(v), 3), np.float32), diameter=0.0,
                         _parts=parts, _decals=decals, _offset=offset)
     model.colours = model.texture(model.verts, model.vert_part)
-    hull = v[ConvexHull(v).vertices]
-    model.diameter = float(np.linalg.norm(hull[:, None, :] - hull[None, :, :], axis=-1).max())
+    model.diameter = mesh_diameter(v)
     return model
+
+
+def mesh_diameter(verts: np.ndarray) -> float:
+    """Largest distance between two of the points ``verts [V, 3]`` (metres; float64 arithmetic)."""
+    from scipy.spatial import ConvexHull
+
+    verts = np.asarray(verts, np.float64)
+    hull = verts[ConvexHull(verts).vertices]  # the farthest pair lies on the convex hull
+    return float(np.linalg.norm(hull[:, None, :] - hull[None, :, :], axis=-1).max())
 
 
 def load_object(name: str) -> tuple[np.ndarray, np.ndarray]:

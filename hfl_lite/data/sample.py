@@ -62,7 +62,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from scipy.spatial import ConvexHull
 
 from hfl_lite.geometry.camera import enlarge_box, project_points, tight_box, transform_points
 from hfl_lite.geometry.control_points import control_points_from_vertices
@@ -221,7 +220,7 @@ def mirror_frame(frame: FrameAnnotation, mano_root_rest_right: torch.Tensor | No
         hand_box = torch.stack([width - 1.0 - x2, y1, width - 1.0 - x1, y2])
     return replace(
         frame,
-        image=np.ascontiguousarray(frame.image[:, ::-1]),
+        image=cv2.flip(frame.image, 1),
         obj_mask=None if frame.obj_mask is None else np.ascontiguousarray(frame.obj_mask[:, ::-1]),
         K=flip_px @ frame.K @ M,
         obj_rot=M @ frame.obj_rot @ M,
@@ -360,8 +359,7 @@ class ObjectCatalog:
 
         if name not in self._info:
             verts = self.mesh(name)[0].astype(np.float64)
-            hull = verts[ConvexHull(verts).vertices]
-            diameter = float(np.linalg.norm(hull[:, None] - hull[None], axis=-1).max())
+            diameter = objects.mesh_diameter(verts)
             ctrl = control_points_from_vertices(torch.from_numpy(verts))
             self._info[name] = (ctrl, diameter, objects.YCB_IDS.get(name, 0) - 1)
         return self._info[name]

@@ -107,6 +107,7 @@ import yaml
 
 from hfl_lite.geometry.control_points import control_points_from_vertices
 from hfl_lite.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from hfl_lite.mano.constants import JOINT_REORDER
 
 from . import objects
 
@@ -135,7 +136,7 @@ __all__ = [
 GL_FLIP = np.diag([1.0, -1.0, -1.0])
 """OpenCV <-> OpenGL camera frames: ``X_gl = GL_FLIP X_cv`` (a rotation by pi about x)."""
 
-HO3D_TO_MANOPTH = [0, 13, 14, 15, 16, 1, 2, 3, 17, 4, 5, 6, 18, 10, 11, 12, 19, 7, 8, 9, 20]
+HO3D_TO_MANOPTH = list(JOINT_REORDER)  # HO3D's order: MANO's 16 joints, then the 5 tips
 """``joints_manopth = joints_ho3d[HO3D_TO_MANOPTH]``."""
 MANOPTH_TO_HO3D = [int(i) for i in np.argsort(HO3D_TO_MANOPTH)]
 """``joints_ho3d = joints_manopth[MANOPTH_TO_HO3D]``."""

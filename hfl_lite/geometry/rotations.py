@@ -13,6 +13,7 @@ __all__ = [
     "matrix_to_axis_angle",
     "rot6d_to_matrix",
     "matrix_to_rot6d",
+    "project_to_rotation",
     "skew",
 ]
 
@@ -95,3 +96,40 @@ def rot6d_to_matrix(x: torch.Tensor) -> torch.Tensor:
 def matrix_to_rot6d(R: torch.Tensor) -> torch.Tensor:
     """Rotation matrices ``[..., 3, 3]`` -> 6D representation ``[..., 6]`` (first two columns)."""
     return torch.cat([R[..., :, 0], R[..., :, 1]], dim=-1)
+
+
+class _ProjectToRotation(torch.autograd.Function):
+    """Nearest rotation ``U diag(1, 1, det(U V^T)) V^T`` with the polar factor's gradient.
+
+    ``torch.linalg.svd``'s own backward is undefined for repeated singular values, i.e. for
+    every exact rotation; the polar factor's derivative only needs ``s_i + s_j != 0``.
+    """
+
+    @staticmethod
+    def forward(ctx, m):
+        u, s, vh = torch.linalg.svd(m)
+        sign = torch.sign(torch.det(u @ vh))
+        u = torch.cat([u[..., :2], u[..., 2:] * sign[..., None, None]], dim=-1)
+        s = torch.cat([s[..., :2], s[..., 2:] * sign[..., None]], dim=-1)
+        ctx.save_for_backward(u, s, vh)
+        return u @ vh
+
+    @staticmethod
+    def backward(ctx, grad):
+        u, s, vh = ctx.saved_tensors
+        b = u.transpose(-1, -2) @ grad @ vh.transpose(-1, -2)
+        denom = s[..., :, None] + s[..., None, :]
+        inner = (b - b.transpose(-1, -2)) / torch.where(denom.abs() < 1e-12, torch.ones_like(denom), denom)
+        return u @ inner @ vh
+
+
+def project_to_rotation(m: torch.Tensor) -> torch.Tensor:
+    """Nearest rotation matrices (SVD, reflections removed) ``[..., 3, 3] -> [..., 3, 3]``.
+
+    As manopth's ``batch_rotprojs``, batched and differentiable (also at exact rotations). For
+    inputs with a negative determinant it returns the nearest rotation (``U diag(1, 1, -1) V^T``)
+    where manopth negates the last column of ``U V^T``.
+    """
+    if m.shape[-2:] != (3, 3):
+        raise ValueError(f"project_to_rotation: expected [..., 3, 3], got {tuple(m.shape)}")
+    return _ProjectToRotation.apply(m)

@@ -168,7 +168,8 @@ def offset_targets(ctrl2d: torch.Tensor, obj_box: torch.Tensor, R: int) -> torch
     return off.permute(0, 1, 4, 2, 3).contiguous()
 
 
-def confidence_targets(offset: torch.Tensor, ctrl2d: torch.Tensor, obj_box: torch.Tensor) -> torch.Tensor:
+def confidence_targets(offset: torch.Tensor, ctrl2d: torch.Tensor, obj_box: torch.Tensor,
+                       targets: torch.Tensor | None = None) -> torch.Tensor:
     """Confidence targets of the reference code: ``exp(-d)``, detached.
 
     ``d`` is the distance, in box-normalised units (the box spans [0, 1]), between each cell's
@@ -179,13 +180,16 @@ def confidence_targets(offset: torch.Tensor, ctrl2d: torch.Tensor, obj_box: torc
         offset: ``[B, K, 2, R, R]`` predicted offsets.
         ctrl2d: ``[B, K, 2]`` true control points (crop pixels).
         obj_box: ``[B, 4]`` object boxes (crop pixels).
+        targets: ``offset_targets(ctrl2d, obj_box, R)`` when the caller already has them.
 
     Returns:
         ``[B, K, R, R]`` targets in ``(0, 1]``, without gradient.
     """
     B, K, _, R, _ = offset.shape
+    if targets is None:
+        targets = offset_targets(ctrl2d, obj_box, R)
     with torch.no_grad():
-        diff = (offset - offset_targets(ctrl2d, obj_box, R).to(offset.dtype)) / OFFSET_SCALE
+        diff = (offset - targets.to(offset.dtype)) / OFFSET_SCALE
         return torch.exp(-diff.norm(dim=2))
 
 

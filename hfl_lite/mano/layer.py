@@ -32,48 +32,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..geometry.rotations import axis_angle_to_matrix, rot6d_to_matrix
+from ..geometry.rotations import axis_angle_to_matrix, project_to_rotation, rot6d_to_matrix
 from .asset import find_mano_asset
 from .constants import JOINT_REORDER, N_JOINTS, N_VERTS, TIP_VERTS_LEFT, TIP_VERTS_RIGHT
 
-__all__ = ["ManoLayer", "project_to_rotation"]
-
-
-class _ProjectToRotation(torch.autograd.Function):
-    """Nearest rotation ``U diag(1, 1, det(U V^T)) V^T`` with the polar factor's gradient.
-
-    ``torch.linalg.svd``'s own backward is undefined for repeated singular values, i.e. for
-    every exact rotation; the polar factor's derivative only needs ``s_i + s_j != 0``.
-    """
-
-    @staticmethod
-    def forward(ctx, m):
-        u, s, vh = torch.linalg.svd(m)
-        sign = torch.sign(torch.det(u @ vh))
-        u = torch.cat([u[..., :2], u[..., 2:] * sign[..., None, None]], dim=-1)
-        s = torch.cat([s[..., :2], s[..., 2:] * sign[..., None]], dim=-1)
-        ctx.save_for_backward(u, s, vh)
-        return u @ vh
-
-    @staticmethod
-    def backward(ctx, grad):
-        u, s, vh = ctx.saved_tensors
-        b = u.transpose(-1, -2) @ grad @ vh.transpose(-1, -2)
-        denom = s[..., :, None] + s[..., None, :]
-        inner = (b - b.transpose(-1, -2)) / torch.where(denom.abs() < 1e-12, torch.ones_like(denom), denom)
-        return u @ inner @ vh
-
-
-def project_to_rotation(m: torch.Tensor) -> torch.Tensor:
-    """Nearest rotation matrices (SVD, reflections removed) ``[..., 3, 3] -> [..., 3, 3]``.
-
-    As manopth's ``batch_rotprojs``, batched and differentiable (also at exact rotations). For
-    inputs with a negative determinant it returns the nearest rotation (``U diag(1, 1, -1) V^T``)
-    where manopth negates the last column of ``U V^T``.
-    """
-    if m.shape[-2:] != (3, 3):
-        raise ValueError(f"project_to_rotation: expected [..., 3, 3], got {tuple(m.shape)}")
-    return _ProjectToRotation.apply(m)
+__all__ = ["ManoLayer", "project_to_rotation"]  # project_to_rotation: re-exported from geometry
 
 
 def _robust_rot6d_to_matrix(x: torch.Tensor) -> torch.Tensor:
@@ -167,13 +130,21 @@ class ManoLayer(nn.Module):
         depth = [0] * N_JOINTS
         for k in range(1, N_JOINTS):
             depth[k] = depth[self.parents[k]] + 1
+        # The index lists live in (non-persistent) buffers: a Python list used as an index is
+        # turned into a new tensor, and copied to the GPU, on every call.
         levels = [[k for k in range(N_JOINTS) if depth[k] == d] for d in range(max(depth) + 1)]
-        self._levels = []
-        for prev, level in zip(levels[:-1], levels[1:]):
-            self._levels.append((level, [prev.index(self.parents[k]) for k in level]))
+        self._levels = []  # per level: buffer names of (joints, parents' positions in the level before, parents)
+        for i, (prev, level) in enumerate(zip(levels[:-1], levels[1:])):
+            names = (f"_level{i}_joints", f"_level{i}_parent_pos", f"_level{i}_parents")
+            values = (level, [prev.index(self.parents[k]) for k in level], [self.parents[k] for k in level])
+            for name, index in zip(names, values):
+                self.register_buffer(name, torch.tensor(index), persistent=False)
+            self._levels.append(names)
         order = [k for level in levels for k in level]
-        self._level_inverse = [order.index(k) for k in range(N_JOINTS)]
-        self._level_roots = levels[0]
+        self.register_buffer("_level_inverse", torch.tensor([order.index(k) for k in range(N_JOINTS)]), persistent=False)
+        self.register_buffer("_level_roots", torch.tensor(levels[0]), persistent=False)
+        self.register_buffer("_tip_index", torch.tensor(self.tip_ids), persistent=False)
+        self.register_buffer("_joint_reorder", torch.tensor(JOINT_REORDER), persistent=False)
 
     @property
     def faces(self) -> torch.Tensor:
@@ -252,9 +223,10 @@ class ManoLayer(nn.Module):
         # Forward kinematics, one tree level at a time.
         world_r = [rotations[:, self._level_roots]]
         world_t = [joints[:, self._level_roots]]
-        for level, parent_pos in self._levels:
+        for names in self._levels:
+            level, parent_pos, parents = (getattr(self, name) for name in names)
             r_parent, t_parent = world_r[-1][:, parent_pos], world_t[-1][:, parent_pos]
-            offset = joints[:, level] - joints[:, [self.parents[k] for k in level]]
+            offset = joints[:, level] - joints[:, parents]
             world_r.append(r_parent @ rotations[:, level])
             world_t.append(t_parent + (r_parent @ offset[..., None])[..., 0])
         world_r = torch.cat(world_r, 1)[:, self._level_inverse]  # [B,16,3,3]
@@ -266,7 +238,7 @@ class ManoLayer(nn.Module):
         per_vertex = torch.einsum("vk,bkm->bvm", self.th_weights, transforms).reshape(batch, N_VERTS, 3, 4)
         verts = (per_vertex[..., :3] @ v_posed[..., None])[..., 0] + per_vertex[..., 3]
 
-        out_joints = torch.cat([world_t, verts[:, list(self.tip_ids)]], dim=1)[:, list(JOINT_REORDER)]
+        out_joints = torch.cat([world_t, verts[:, self._tip_index]], dim=1)[:, self._joint_reorder]
         if trans is None or bool(torch.all(trans == 0)):
             if self.center_idx is not None:
                 centre = out_joints[:, self.center_idx : self.center_idx + 1]

@@ -21,12 +21,12 @@ from torch import nn
 
 from ..geometry.rotations import matrix_to_axis_angle, rot6d_to_matrix
 from ..mano import ManoLayer
+from ..mano.constants import N_JOINTS as MANO_JOINTS, N_SHAPE
 from .hourglass import HourglassHead, PreActBottleneck
 
 __all__ = ["HandDecoder", "HandEncoder", "soft_argmax", "NUM_JOINTS"]
 
 NUM_JOINTS = 21
-MANO_JOINTS = 16
 
 
 def soft_argmax(maps: torch.Tensor, beta: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,7 +90,7 @@ class HandDecoder(nn.Module):
             layers += [nn.Linear(a, b), nn.LeakyReLU(0.01, inplace=True)]
         self.mlp = nn.Sequential(*layers)
         self.pose_fc = nn.Linear(sizes[-1], MANO_JOINTS * 6)
-        self.shape_fc = nn.Linear(sizes[-1], 10)
+        self.shape_fc = nn.Linear(sizes[-1], N_SHAPE)
         for fc in (self.pose_fc, self.shape_fc):
             nn.init.normal_(fc.weight, std=0.01)
             nn.init.zeros_(fc.bias)

@@ -15,9 +15,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["ObjectDecoder", "NUM_CONTROL_POINTS"]
+from ..geometry.control_points import NUM_CONTROL_POINTS
 
-NUM_CONTROL_POINTS = 21
+__all__ = ["ObjectDecoder", "NUM_CONTROL_POINTS"]
 
 
 def _conv_bn_act(cin: int, cout: int, kernel: int) -> list[nn.Module]:

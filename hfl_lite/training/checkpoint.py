@@ -72,6 +72,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
+# entries of a training checkpoint that are weights or resumable state rather than metadata
+_STATE_KEYS = frozenset({"model", "optimizer", "scheduler", "scaler", "rng"})
+
+
 def load_model_weights(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The model weights (float32) and the metadata of a training or weights-only checkpoint.
 
@@ -83,7 +87,7 @@ def load_model_weights(path: str | os.PathLike, map_location: str | torch.device
     if "model" not in ckpt:
         raise KeyError(f"checkpoint {path} has no 'model' entry (keys: {sorted(ckpt)})")
     weights = {k: (v.float() if v.is_floating_point() else v) for k, v in ckpt["model"].items()}
-    meta = {k: v for k, v in ckpt.items() if k not in {"model", "optimizer", "scheduler", "scaler", "rng"}}
+    meta = {k: v for k, v in ckpt.items() if k not in _STATE_KEYS}
     return weights, meta
 
 
@@ -93,7 +97,7 @@ def export_weights(src: str | os.PathLike, dst: str | os.PathLike, half: bool = 
     without optimiser, scheduler or generator states. Returns ``dst``."""
     ckpt = load_checkpoint(src)
     weights = {k: (v.half() if half and v.is_floating_point() else v) for k, v in ckpt["model"].items()}
-    keep = {k: v for k, v in ckpt.items() if k not in {"model", "optimizer", "scheduler", "scaler", "rng"}}
+    keep = {k: v for k, v in ckpt.items() if k not in _STATE_KEYS}
     return save_checkpoint({**keep, "model": weights, "weights_only_export": True}, dst)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "all_gather_objects", "all_true", "barrier", "cleanup_distributed", "init_distributed"]
+__all__ = ["DistInfo", "all_gather_objects", "barrier", "cleanup_distributed", "init_distributed"]
 
 
 @dataclass(frozen=True)
@@ -87,15 +87,6 @@ def barrier(info: DistInfo) -> None:
             dist.barrier(device_ids=[info.device.index])
         else:
             dist.barrier()
-
-
-def all_true(flag: bool, info: DistInfo) -> bool:
-    """True when ``flag`` holds on every process (a logical AND across ranks)."""
-    if not info.distributed:
-        return bool(flag)
-    t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=info.device)
-    dist.all_reduce(t, op=dist.ReduceOp.MIN)
-    return bool(t.item())
 
 
 def all_gather_objects(obj: Any, info: DistInfo) -> list[Any]:

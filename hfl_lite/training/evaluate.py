@@ -27,8 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from hfl_lite.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
-from hfl_lite.mano import project_to_rotation
+from hfl_lite.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle, project_to_rotation
 from hfl_lite.metrics import DEXYCB_SYMMETRIC_OBJECTS, MetricTable, mpjpe
 
 __all__ = ["EvalResult", "MeanPoseBaseline", "evaluate", "flat_metrics", "symmetric_objects_for"]

@@ -205,6 +205,8 @@ class Trainer:
         self.eval_fn = eval_fn
         self.train_set = train_set
         self.out_dir = Path(config.out_dir)
+        if self.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
         configure_determinism(config.deterministic)
 
         model = model.to(self.device)
@@ -317,7 +319,6 @@ class Trainer:
     def _write_log(self, record: dict[str, Any]) -> None:
         if not self.dist.is_main:
             return
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         with open(self.out_dir / "log.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
