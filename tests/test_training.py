@@ -354,3 +354,33 @@ def test_cached_training_matches_reading_from_disk(tmp_path):
     assert all(torch.allclose(disk[k], cached[k], atol=1e-6) for k in disk)
     with pytest.raises(SystemExit, match="--cache needs --no-augment"):
         train_main(common[:-1] + ["--cache", "--out", str(tmp_path / "refused")])
+
+
+def test_init_from_starts_from_the_checkpoint_weights(tmp_path):
+    """``--init-from`` starts from a checkpoint's network weights with a fresh step count (with a
+    learning rate of 0 the parameters stay exactly the shipped ones) and records the lineage; a
+    checkpoint of another preset or other network variants is refused, naming it."""
+    from hfl_lite.training.cli import train_main
+    from hfl_lite.training.checkpoint import load_model_weights
+
+    shipped = ROOT / "data_samples" / "checkpoints" / "hfl_lite_cpu_ho3d_synthetic.pt"
+    common = ["--dataset", "ho3d", "--root", str(HO3D_ROOT), "--preset", "cpu", "--batch-size", "4", "--max-steps", "1",
+              "--seed", "0", "--no-progress", "--no-augment", "--init-from", str(shipped)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StandinAssetWarning)
+        assert train_main(common + ["--lr", "0", "--out", str(tmp_path / "ft")]) == 0
+    ckpt = load_checkpoint(tmp_path / "ft" / "last.pt")
+    source, source_meta = load_model_weights(shipped)
+    assert ckpt["step"] == 1 and ckpt["init_from"] == str(shipped)
+    assert ckpt["init_from_meta"]["step"] == source_meta["step"]
+    from hfl_lite.model import HFLNet
+
+    parameter_names = [n for n, _ in HFLNet("cpu").named_parameters()]
+    assert parameter_names and all(torch.equal(ckpt["model"][n], source[n]) for n in parameter_names)
+
+    paper = dict(torch.load(shipped, weights_only=True), preset="paper")
+    save_checkpoint(paper, tmp_path / "paper.pt")
+    with pytest.raises(SystemExit, match=r"paper\.pt was trained with preset 'paper'"):
+        train_main(common[:-1] + [str(tmp_path / "paper.pt"), "--out", str(tmp_path / "refused")])
+    with pytest.raises(SystemExit, match="has network variants"):
+        train_main(common + ["--backbone", "single", "--out", str(tmp_path / "refused")])

@@ -4,6 +4,7 @@ Train (one process, or one per GPU with ``torchrun --nproc_per_node N -m hfl_lit
 
     python -m hfl_lite train --dataset ho3d --root /data/HO3D_v2 --preset paper --out runs/ho3d
     python -m hfl_lite train ... --out runs/ho3d --resume          # continue where it stopped
+    python -m hfl_lite train ... --out runs/finetune --init-from runs/ho3d/last.pt   # fine-tune
 
 Evaluate a checkpoint (the full metric table as JSON and Markdown; for HO3D also ``pred.zip``)::
 
@@ -23,7 +24,7 @@ import torch
 from hfl_lite.losses import LOSS_WEIGHTS, hfl_losses
 from hfl_lite.presets import get_preset
 
-from .checkpoint import export_weights
+from .checkpoint import export_weights, load_model_weights
 from .distributed import barrier, cleanup_distributed, init_distributed
 from .evaluate import MeanPoseBaseline, evaluate, flat_metrics
 from .loop import NonFiniteLossError, TrainConfig, Trainer, seed_everything
@@ -88,6 +89,10 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="per process (default: the preset's, 64 for paper)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="folder for checkpoints and logs")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt (exactly, to the batch)")
+    p.add_argument("--init-from", metavar="CHECKPOINT",
+                   help="start from these network weights (a training or exported checkpoint of the same preset and "
+                        "variants) with a fresh optimiser, schedule and step count: fine-tuning; --resume of an "
+                        "existing RUN_DIR/last.pt takes precedence")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in total (counted across resumes)")
     p.add_argument("--eval-every", type=int, default=0, help="evaluate every N epochs (0: never)")
     p.add_argument("--eval-max-samples", type=int, help="evaluate on at most this many samples")
@@ -138,7 +143,8 @@ def _train(args: argparse.Namespace, info) -> int:
 
     preset = get_preset(args.preset)
     schedule = preset.schedule(args.dataset)
-    pretrained = args.pretrained if args.pretrained is not None else preset.name == "paper"
+    # weights from --init-from replace every parameter, so an ImageNet download would be wasted
+    pretrained = args.pretrained if args.pretrained is not None else (preset.name == "paper" and not args.init_from)
     workers = args.workers if args.workers is not None else (4 if info.device.type == "cuda" else 0)
     seed_everything(args.seed)
     train_set = make_dataset(args.dataset, args.root, "train", preset, augment=args.augment, seed=args.seed,
@@ -165,6 +171,8 @@ def _train(args: argparse.Namespace, info) -> int:
     barrier(info)
     if model is None:
         model = build()
+
+    init_meta = _init_weights(model, args.init_from, preset.name, model_config) if args.init_from else {}
 
     eval_fn = None
     if args.eval_every:
@@ -194,7 +202,7 @@ def _train(args: argparse.Namespace, info) -> int:
         max_nonfinite=args.max_nonfinite,
         progress=not args.no_progress,
         meta={"preset": preset.name, "dataset": args.dataset, "model_config": model_config,
-              "loss_weights": {**LOSS_WEIGHTS, **dict(args.loss_weight)}},
+              "loss_weights": {**LOSS_WEIGHTS, **dict(args.loss_weight)}, **init_meta},
     )
     default_variants = model_config == {"backbone": "hfl", "hand_interaction": "concat_sa", "object_interaction": "h2o"}
     trainer = Trainer(model, HFLStep(preset.image_size, dict(args.loss_weight)), train_set, config, eval_fn=eval_fn, dist=info,
@@ -220,6 +228,26 @@ def _train(args: argparse.Namespace, info) -> int:
             path = export_weights(Path(args.out) / "last.pt", args.export)
             print(f"[hfl_lite] exported weights to {path} ({path.stat().st_size / 1e6:.1f} MB)", flush=True)
     return 130 if result["status"] == "interrupted" else 0
+
+
+def _init_weights(model: torch.nn.Module, path: str, preset: str, model_config: dict[str, str]) -> dict[str, Any]:
+    """Load the network weights of checkpoint ``path`` into ``model`` (for ``--init-from``).
+
+    Refuses, naming the checkpoint, one recorded with another preset or other network variants
+    (the weights would not fit). Returns the lineage stored in the new run's checkpoints:
+    ``init_from`` (the path) and ``init_from_meta`` (the source's dataset, epoch, step).
+    """
+    weights, meta = load_model_weights(path)
+    if meta.get("preset") != preset:
+        raise SystemExit(f"python -m hfl_lite train: --init-from {path} was trained with preset "
+                         f"{meta.get('preset')!r}, this run uses {preset!r}")
+    source_config = {**model_config, **(meta.get("model_config") or {})}
+    if source_config != model_config:
+        raise SystemExit(f"python -m hfl_lite train: --init-from {path} has network variants {source_config}, "
+                         f"this run builds {model_config}")
+    model.load_state_dict(weights)
+    return {"init_from": str(path),
+            "init_from_meta": {k: meta[k] for k in ("dataset", "epoch", "step", "init_from") if k in meta}}
 
 
 def _eval_parser() -> argparse.ArgumentParser:
