@@ -145,29 +145,41 @@ def test_metrics_json_records_model_and_baselines():
     """metrics.json holds the model's and the mean-pose baseline's numbers on the same samples,
     and the margins the READMEs state: the checkpoint reads the hand's global orientation
     (root-aligned MPJPE) and the object's place in the image (reprojection) clearly better than
-    the baselines; it does not beat the mean pose on articulation (see
-    data_samples/checkpoints/README.md)."""
+    the baselines; it comes within a millimetre of the mean pose on articulation (PA-MPJPE) but
+    does not beat it there, nor on the object's 3D pose (see data_samples/checkpoints/README.md)."""
     recorded = json.loads((CHECKPOINT_DIR / "metrics.json").read_text())
     ours, base = recorded["model"], recorded["baseline_mean_pose"]
     assert recorded["samples"] == 16 and ours["num_hand"] == base["num_hand"] == 16
     for key in ("mpjpe_mm", "pa_mpjpe_mm", "pa_mpvpe_mm", "f5_pct", "f15_pct", "add_mm", "rep_px", "add_01d_mean_objects_pct"):
         assert math.isfinite(ours[key]) and math.isfinite(base[key]), key
-    assert ours["mpjpe_mm"] < 0.6 * base["mpjpe_mm"]
-    assert ours["rep_median_px"] < 0.7 * base["rep_median_px"]
+    assert ours["mpjpe_mm"] < 0.4 * base["mpjpe_mm"]
+    assert ours["rep_median_px"] < 0.5 * base["rep_median_px"]
+    assert ours["pa_mpjpe_mm"] < base["pa_mpjpe_mm"] + 1.0
 
 
-def test_shipped_training_log_belongs_to_the_checkpoint():
-    """train_log.csv (plotted in chapter 9) is the log of the run that made the shipped weights:
-    it ends at the checkpoint's step, and its loss fell."""
+def _read_log(name: str) -> list[dict]:
     import csv
 
+    with open(CHECKPOINT_DIR / name) as f:
+        return list(csv.DictReader(f))
+
+
+def test_shipped_training_logs_belong_to_the_checkpoint():
+    """The two logs chapter 9 plots are the runs that made the shipped weights: train_log.csv
+    (stage 1, from scratch) ends where the fine-tune started (the checkpoint's init_from_meta),
+    finetune_log.csv (stage 2) ends at the checkpoint's own step; the loss fell in both."""
     ckpt = torch.load(CHECKPOINT, weights_only=True)
-    with open(CHECKPOINT_DIR / "train_log.csv") as f:
-        rows = list(csv.DictReader(f))
-    steps = [int(r["step"]) for r in rows]
-    assert steps == list(range(1, ckpt["step"] + 1))
-    assert int(rows[-1]["epoch"]) == ckpt["epoch"]
-    assert float(rows[-1]["total"]) < 0.2 * float(rows[0]["total"])
+    stage1, stage2 = _read_log("train_log.csv"), _read_log("finetune_log.csv")
+    start = ckpt["init_from_meta"]
+    assert [int(r["step"]) for r in stage1] == list(range(1, start["step"] + 1))
+    assert int(stage1[-1]["epoch"]) == start["epoch"]  # stage 1 was stopped inside its epoch 89
+    assert [int(r["step"]) for r in stage2] == list(range(1, ckpt["step"] + 1))
+    # stage 2 completed its epochs: the checkpoint points at the start of the next one
+    assert ckpt["batch_in_epoch"] == 0 and int(stage2[-1]["epoch"]) == ckpt["epoch"] - 1
+    for rows in (stage1, stage2):
+        first = np.mean([float(r["total"]) for r in rows[:20]])
+        last = np.mean([float(r["total"]) for r in rows[-50:]])
+        assert last < 0.5 * first
 
 
 def test_infer_command_writes_result_overlay_and_viewer(tmp_path, eval_set):
