@@ -378,6 +378,16 @@ def test_init_from_starts_from_the_checkpoint_weights(tmp_path):
     parameter_names = [n for n, _ in HFLNet("cpu").named_parameters()]
     assert parameter_names and all(torch.equal(ckpt["model"][n], source[n]) for n in parameter_names)
 
+    # a resume keeps the run's own lineage, even when the --init-from file has changed since
+    save_checkpoint(dict(torch.load(shipped, weights_only=True), step=7), tmp_path / "changed.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StandinAssetWarning)
+        assert train_main(common[:-1] + [str(tmp_path / "changed.pt"), "--lr", "0", "--out", str(tmp_path / "ft"),
+                                         "--resume", "--max-steps", "2"]) == 0
+    resumed = load_checkpoint(tmp_path / "ft" / "last.pt")
+    assert resumed["step"] == 2 and resumed["init_from"] == str(shipped)
+    assert resumed["init_from_meta"] == ckpt["init_from_meta"]
+
     paper = dict(torch.load(shipped, weights_only=True), preset="paper")
     save_checkpoint(paper, tmp_path / "paper.pt")
     with pytest.raises(SystemExit, match=r"paper\.pt was trained with preset 'paper'"):

@@ -24,7 +24,7 @@ import torch
 from hfl_lite.losses import LOSS_WEIGHTS, hfl_losses
 from hfl_lite.presets import get_preset
 
-from .checkpoint import export_weights, load_model_weights
+from .checkpoint import export_weights, load_checkpoint, load_model_weights
 from .distributed import barrier, cleanup_distributed, init_distributed
 from .evaluate import MeanPoseBaseline, evaluate, flat_metrics
 from .loop import NonFiniteLossError, TrainConfig, Trainer, seed_everything
@@ -172,7 +172,15 @@ def _train(args: argparse.Namespace, info) -> int:
     if model is None:
         model = build()
 
-    init_meta = _init_weights(model, args.init_from, preset.name, model_config) if args.init_from else {}
+    last = Path(args.out) / "last.pt"
+    if args.init_from and args.resume and last.is_file():
+        # resuming: the weights come from last.pt, and so does the lineage (the --init-from file
+        # may have been overwritten since the run began, e.g. by this run's own --export)
+        init_meta = {k: v for k, v in load_checkpoint(last).items() if k in ("init_from", "init_from_meta")}
+    elif args.init_from:
+        init_meta = _init_weights(model, args.init_from, preset.name, model_config)
+    else:
+        init_meta = {}
 
     eval_fn = None
     if args.eval_every:
