@@ -1,6 +1,7 @@
 """Inference: the hand-translation solver, the shipped checkpoint and ``python -m hfl_lite infer``."""
 from __future__ import annotations
 
+import csv
 import json
 import math
 import warnings
@@ -158,8 +159,6 @@ def test_metrics_json_records_model_and_baselines():
 
 
 def _read_log(name: str) -> list[dict]:
-    import csv
-
     with open(CHECKPOINT_DIR / name) as f:
         return list(csv.DictReader(f))
 
