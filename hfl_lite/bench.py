@@ -16,7 +16,7 @@ Sections (``--sections``, default all but ``book``, which ``--book`` adds):
     backbone   HFL-Net's backbone beside torchvision's ResNet-50 at the same input size
     epnp       batched EPnP against a loop over cv2.solvePnP (bench/epnp.py)
     voting     votes -> pose (top-10 voting + RANSAC EPnP) against the reference's loop
-    data       DataLoader samples/s with 2 workers on data_samples/ho3d
+    data       DataLoader samples/s with 2 workers on data_samples/ho3d; --cache fill rate
     render     synthetic-scene renderer images/s (hfl_lite.data.render.bench_renderer)
     book       execution time of each chapter in _toc.yml and of the whole book (HFL_PRESET=cpu)
 
@@ -432,10 +432,12 @@ def bench_voting_section(s: Settings, context: dict) -> list[dict]:
 
 def bench_data(s: Settings, context: dict) -> list[dict]:
     """DataLoader throughput on data_samples/ho3d (train split) at the inference preset's sizes:
-    one untimed pass starts the workers, then one timed pass."""
+    one untimed pass starts the workers, then one timed pass; then the same samples into a
+    ``train --cache`` memory cache, with the main process's CPU time per sample."""
     from torch.utils.data import DataLoader, Subset
 
     from .data import HO3D
+    from .data.cache import MemoryCache
     from .presets import get_preset
 
     preset = get_preset(s.infer_preset)
@@ -448,9 +450,19 @@ def bench_data(s: Settings, context: dict) -> list[dict]:
     for batch in loader:
         n += len(batch["image"])
     seconds = time.perf_counter() - start
-    return [_record("data", f"HO3D samples {preset.image_size}x{preset.image_size}, {s.data_workers} workers",
-                    f"{n / seconds:,.1f} samples/s", f"{n} samples in {seconds:.2f} s (batches of {loader.batch_size})",
-                    samples_per_s=n / seconds, samples=n, workers=s.data_workers, image_size=preset.image_size)]
+    records = [_record("data", f"HO3D samples {preset.image_size}x{preset.image_size}, {s.data_workers} workers",
+                       f"{n / seconds:,.1f} samples/s", f"{n} samples in {seconds:.2f} s (batches of {loader.batch_size})",
+                       samples_per_s=n / seconds, samples=n, workers=s.data_workers, image_size=preset.image_size)]
+    # train --cache: workers prepare, the main process receives; its CPU time per sample bounds
+    # the fill rate however many workers there are
+    cpu0, start = time.process_time(), time.perf_counter()
+    cache = MemoryCache(ds, workers=s.data_workers, progress=False)
+    seconds, main_ms = time.perf_counter() - start, (time.process_time() - cpu0) / len(cache) * 1e3
+    records.append(_record("data", f"train --cache fill, {s.data_workers} workers", f"{len(cache) / seconds:,.1f} samples/s",
+                           f"main process {main_ms:.1f} ms CPU per sample (ceiling {1e3 / main_ms:,.0f} samples/s)",
+                           samples_per_s=len(cache) / seconds, samples=len(cache), workers=s.data_workers,
+                           main_cpu_ms_per_sample=main_ms))
+    return records
 
 
 def bench_render(s: Settings, context: dict) -> list[dict]:

@@ -53,6 +53,7 @@ def test_tiny_run_writes_every_section(tmp_path):
         assert r["speedup"] > 0 and r["cpu_speedup"] > 0 and r["torch_rot_deg"] < 5 and r["opencv_rot_deg"] < 5
     assert [r["batch"] for r in records["epnp"]] == [1, 16]
     assert records["data"][0]["samples"] == 8 and records["data"][0]["samples_per_s"] > 0
+    assert records["data"][1]["samples"] == 8 and records["data"][1]["main_cpu_ms_per_sample"] > 0
     assert records["render"][0]["images_per_s"] > 0
 
 

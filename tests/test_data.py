@@ -413,6 +413,44 @@ def test_memory_cache_holds_the_same_samples_in_private_memory(sample_sets):
     assert cache.split == "train" and cache.skipped == 0  # read through from the dataset
 
 
+class _MixedSamples(torch.utils.data.Dataset):
+    """Samples a cache must keep as they are: shapes that vary, numpy arrays, strings, nested
+    lists, and one sample without a key (so its chunk cannot be stacked)."""
+
+    def __len__(self):
+        return 70
+
+    def __getitem__(self, i):
+        sample = {"image": torch.full((3, 4, 4), float(i)), "points": torch.arange(i % 3 + 1.0),
+                  "id": torch.tensor(i), "array": np.full(2, i, np.int16), "name": f"s{i}",
+                  "nested": [torch.tensor([i, -i])]}
+        if i == 66:
+            del sample["points"]
+        return sample
+
+
+def test_memory_cache_chunks_return_every_sample_as_read():
+    from hfl_lite.data.cache import CHUNK, MemoryCache
+
+    ds = _MixedSamples()
+    assert len(ds) > CHUNK  # two chunks: the first stacked, the second sent sample by sample
+    cache = MemoryCache(ds, workers=1, progress=False)
+    assert len(cache) == len(ds)
+    for i in range(len(ds)):
+        got, want = cache[i], torch.utils.data.default_convert(ds[i])
+        assert list(got) == list(want), i
+        for key, value in want.items():
+            if isinstance(value, torch.Tensor):
+                assert got[key].dtype == value.dtype and torch.equal(got[key], value), (i, key)
+                assert got[key].is_contiguous() and not got[key].is_shared()
+            elif key == "nested":
+                assert torch.equal(got[key][0], value[0]) and not got[key][0].is_shared()
+            else:
+                assert got[key] == value
+    # a stacked tensor's sample owns a compact storage, not a view of the whole chunk
+    assert cache[0]["image"].untyped_storage().nbytes() == 3 * 4 * 4 * 4
+
+
 def test_memory_cache_refuses_augmented_datasets(sample_sets):
     from hfl_lite.data.cache import MemoryCache
 

@@ -231,6 +231,15 @@ def test_synth_is_reproducible_bit_for_bit(generated):
     assert len(a) > 30 and a == b
 
 
+def test_synth_workers_write_the_same_files(generated):
+    """With --workers the frames are rendered and their files written in worker processes; the
+    result must not depend on it (the main process only records and writes the indexes)."""
+    base, args = generated
+    assert synth.main(args + ["--out", str(base / "parallel"), "--workers", "2"]) == 0
+    a, b = _hashes(base / "a"), _hashes(base / "parallel")
+    assert len(a) > 30 and a == b
+
+
 def test_ho3d_files(generated):
     root = generated[0] / "a" / "ho3d"
     train = (root / "train.txt").read_text().split()

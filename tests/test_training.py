@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import warnings
 from pathlib import Path
 
@@ -186,6 +187,21 @@ def test_nonfinite_streak_stops_the_run(tmp_path):
         trainer.fit()
     after = trainer.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before), "skipped steps must not change weights or BN statistics"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_outside_the_training_loop_exits_with_one_line(sig):
+    """While `train` sets up (e.g. fills --cache) a signal ends it with a message, not silently
+    (SIGTERM's default) or with a traceback (Ctrl-C's); the previous handlers come back after."""
+    from hfl_lite.training.cli import stop_cleanly_outside_training
+
+    before = signal.getsignal(sig)
+    with pytest.raises(SystemExit, match=f"stopped by {sig.name} outside the training loop"):
+        with stop_cleanly_outside_training():
+            os.kill(os.getpid(), sig)
+            for _ in range(100):  # the handler runs at the next bytecode boundary of this thread
+                time.sleep(0.01)
+    assert signal.getsignal(sig) is before
 
 
 @pytest.mark.parametrize("signal_at", [4, 6])  # mid-epoch; on the last batch of the epoch (6 per epoch)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_convert
 from tqdm.auto import tqdm
 
 __all__ = ["MemoryCache"]
@@ -53,6 +53,42 @@ def _nbytes(value: Any) -> int:
     return 0
 
 
+CHUNK = 64
+"""Samples a worker prepares and sends at once while a cache fills."""
+
+
+def _stack_chunk(samples: list) -> tuple[list, dict | None]:
+    """Worker side: a chunk of dict samples with the same keys as ``([], columns)``: per key, in
+    the samples' key order, one stacked tensor where every value is a tensor of one shape and
+    dtype, else the list of values. Other chunks travel as ``(samples, None)``.
+
+    Why: every tensor a worker sends travels through its own shared-memory block and file
+    descriptor; receiving about 20 per sample cost the main process more time than preparing the
+    sample did. One block per key and chunk lets the fill scale with the workers.
+    """
+    samples = [default_convert(x) for x in samples]  # numpy -> tensors, as batch_size=None loaders do
+    keys = list(samples[0]) if isinstance(samples[0], dict) else None
+    if not keys or any(not isinstance(x, dict) or list(x) != keys for x in samples):
+        return samples, None
+    columns = {}
+    for key in keys:
+        values = [x[key] for x in samples]
+        first = values[0]
+        same = all(isinstance(v, torch.Tensor) and v.shape == first.shape and v.dtype == first.dtype for v in values)
+        columns[key] = torch.stack(values) if same else values
+    return [], columns
+
+
+def _unstack_chunk(chunk: tuple[list, dict | None]) -> list:
+    """Main side: the samples of a :func:`_stack_chunk` chunk, every tensor in this process's memory."""
+    samples, columns = chunk
+    if columns is None:
+        return [_own(x) for x in samples]
+    n = len(next(iter(columns.values())))
+    return [{k: v[i].clone() if isinstance(v, torch.Tensor) else _own(v[i]) for k, v in columns.items()}
+            for i in range(n)]
+
+
 class MemoryCache(Dataset):
     """``dataset``'s samples, prepared once and kept in memory.
 
@@ -76,8 +112,13 @@ class MemoryCache(Dataset):
         self.dataset = dataset
         # a private generator: the loader's worker seed must not draw from torch's global one,
         # or caching would change the weights a seeded run initialises next
-        loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers, generator=torch.Generator())
-        self.samples = [_own(s) for s in tqdm(loader, total=len(dataset), desc="caching samples", disable=not progress)]
+        loader = DataLoader(dataset, batch_size=CHUNK, shuffle=False, num_workers=workers,
+                            collate_fn=_stack_chunk, generator=torch.Generator())
+        self.samples = []
+        with tqdm(total=len(dataset), desc="caching samples", unit="sample", disable=not progress) as bar:
+            for chunk in loader:
+                self.samples += _unstack_chunk(chunk)
+                bar.update(len(self.samples) - bar.n)
         self.nbytes = sum(_nbytes(s) for s in self.samples)
 
     def __len__(self) -> int:

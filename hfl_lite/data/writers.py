@@ -125,6 +125,7 @@ __all__ = [
     "pose_to_pca",
     "pca_to_pose",
     "plan_dexycb",
+    "HO3DFrameRecord",
     "HO3DWriter",
     "DexYCBWriter",
     "write_jpeg",
@@ -313,10 +314,25 @@ def _corners_rest(name: str) -> np.ndarray:
 # HO3D
 # --------------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class HO3DFrameRecord:
+    """What the HO3D split lists need of one written frame: ``split``, ``frame_id``
+    (``"<sequence>/<index:04d>"``), ``object_name``, and for evaluation frames the rounded
+    ground truth ``xyz`` [21][3] and ``verts`` [778][3] (OpenGL frame, m) of the evaluation JSONs."""
+
+    split: str
+    frame_id: str
+    object_name: str
+    xyz: list | None = None
+    verts: list | None = None
+
+
 class HO3DWriter:
     """Writes frames in the HO3D layout under ``root`` (see the module docstring).
 
     Call :meth:`add` for every frame, then :meth:`close` (lists, evaluation JSONs, models).
+    :meth:`add` is :meth:`write_frame` (the frame's own files; parallel workers may call it)
+    followed by :meth:`record` (the split lists; in the writing process, in frame order).
     """
 
     SPLITS = ("train", "evaluation")
@@ -348,12 +364,16 @@ class HO3DWriter:
             "objCorners3D": ((rest @ R_gl.T) + t_gl).astype(np.float32),
         }
 
-    def add(self, split: str, sequence: str, index: int, frame: FrameGT) -> str:
-        """Write one frame; returns its id ``"<sequence>/<index:04d>"``."""
+    def write_frame(self, split: str, sequence: str, index: int, frame: FrameGT) -> HO3DFrameRecord:
+        """Write one frame's own files (rgb, seg, meta) and return what :meth:`record` needs.
+
+        Touches no state of the writer, so worker processes can call it on writers of the same
+        root in parallel; the process that calls :meth:`close` records the results in order.
+        """
         if split not in self.SPLITS:
-            raise ValueError(f"HO3DWriter.add: split must be one of {self.SPLITS}, got {split!r}")
+            raise ValueError(f"HO3DWriter: split must be one of {self.SPLITS}, got {split!r}")
         if frame.hand.side != "right":
-            raise ValueError("HO3DWriter.add: HO3D has right hands only (frame.hand.side must be 'right')")
+            raise ValueError("HO3DWriter: HO3D has right hands only (frame.hand.side must be 'right')")
         fid = f"{index:04d}"
         folder = self.root / split / sequence
         for sub in ("rgb", "seg", "meta"):
@@ -364,23 +384,34 @@ class HO3DWriter:
         seg[frame.label == HAND_LABEL, 2] = 255
         write_png(folder / "seg" / f"{fid}.png", seg)
         meta = self.meta(frame)
-        if split == "evaluation":
-            meta["handBoundingBox"] = hand_bounding_box(frame)
+        xyz = verts = None
         if split == "train":
             write_pickle(folder / "meta" / f"{fid}.pkl", meta)
         else:
+            meta["handBoundingBox"] = hand_bounding_box(frame)
             public = dict(meta)
             public.update(handJoints3D=meta["handJoints3D"][0].copy(), handPose=None, handBeta=None, handTrans=None)
             write_pickle(folder / "meta" / f"{fid}.pkl", public)
             gt = self.root / "evaluation_gt" / sequence / "meta"
             gt.mkdir(parents=True, exist_ok=True)
             write_pickle(gt / f"{fid}.pkl", meta)
-            self.eval_xyz.append(np.round(meta["handJoints3D"].astype(np.float64), 5).tolist())
-            verts_gl = np.asarray(frame.hand.verts, np.float64) @ GL_FLIP.T
-            self.eval_verts.append(np.round(verts_gl, 5).tolist())
-        self.names.add(frame.grasped.name)
-        self.ids[split].append(f"{sequence}/{fid}")
-        return f"{sequence}/{fid}"
+            xyz = np.round(meta["handJoints3D"].astype(np.float64), 5).tolist()
+            verts = np.round(np.asarray(frame.hand.verts, np.float64) @ GL_FLIP.T, 5).tolist()
+        return HO3DFrameRecord(split, f"{sequence}/{fid}", frame.grasped.name, xyz, verts)
+
+    def record(self, rec: HO3DFrameRecord) -> None:
+        """Enter a frame written by :meth:`write_frame` in the split lists and evaluation JSONs."""
+        if rec.split == "evaluation":
+            self.eval_xyz.append(rec.xyz)
+            self.eval_verts.append(rec.verts)
+        self.names.add(rec.object_name)
+        self.ids[rec.split].append(rec.frame_id)
+
+    def add(self, split: str, sequence: str, index: int, frame: FrameGT) -> str:
+        """Write one frame and record it; returns its id ``"<sequence>/<index:04d>"``."""
+        rec = self.write_frame(split, sequence, index, frame)
+        self.record(rec)
+        return rec.frame_id
 
     def close(self) -> None:
         """Write ``train.txt``, ``evaluation.txt``, the evaluation JSONs and the object models."""
@@ -488,7 +519,8 @@ def dexycb_sequence_name(subject: int, position: int) -> str:
 class DexYCBWriter:
     """Writes frames in the Dex-YCB layout under ``root`` (see the module docstring).
 
-    Per sequence: :meth:`begin_sequence` (meta.yml), then :meth:`add` for each (serial, frame);
+    Per sequence: :meth:`begin_sequence` (meta.yml), then :meth:`add` (or :meth:`write_frame`
+    in a worker and :meth:`record` here) for each (serial, frame);
     per subject and side :meth:`write_mano_calib`; per camera :meth:`write_intrinsics`; at the
     end :meth:`close` (models).
     """
@@ -534,11 +566,14 @@ class DexYCBWriter:
             "extrinsics": extrinsics})
         return folder
 
-    def add(self, subject: str, sequence: str, serial: str, index: int, frame: FrameGT,
-            hands_mean: np.ndarray, components: np.ndarray) -> None:
-        """Write ``color_%06d.jpg`` and ``labels_%06d.npz`` of one camera and frame.
+    def write_frame(self, subject: str, sequence: str, serial: str, index: int, frame: FrameGT,
+                    hands_mean: np.ndarray, components: np.ndarray) -> tuple[str, ...]:
+        """Write ``color_%06d.jpg`` and ``labels_%06d.npz`` of one camera and frame; returns the
+        frame's object names for :meth:`record`.
 
         ``hands_mean`` [45] and ``components`` [45, 45]: the PCA basis of the hand's side.
+        Touches no state of the writer (safe in parallel worker processes, as
+        :meth:`HO3DWriter.write_frame`).
         """
         folder = self.root / subject / sequence / serial
         folder.mkdir(parents=True, exist_ok=True)
@@ -551,7 +586,16 @@ class DexYCBWriter:
         write_npz(folder / f"labels_{index:06d}.npz", seg=frame.label.astype(np.uint8),
                   pose_y=pose_y.astype(np.float32), pose_m=pose_m,
                   joint_3d=joints[None].astype(np.float32), joint_2d=_project(joints, frame.K)[None].astype(np.float32))
-        self.names.update(o.name for o in frame.objects)
+        return tuple(o.name for o in frame.objects)
+
+    def record(self, object_names) -> None:
+        """Note objects whose models :meth:`close` must write."""
+        self.names.update(object_names)
+
+    def add(self, subject: str, sequence: str, serial: str, index: int, frame: FrameGT,
+            hands_mean: np.ndarray, components: np.ndarray) -> None:
+        """:meth:`write_frame` and :meth:`record` in one call."""
+        self.record(self.write_frame(subject, sequence, serial, index, frame, hands_mean, components))
 
     def close(self) -> None:
         """Write the object models (``textured_simple.obj`` only)."""

@@ -13,9 +13,12 @@ Evaluate a checkpoint (the full metric table as JSON and Markdown; for HO3D also
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -127,14 +130,39 @@ def _train_parser() -> argparse.ArgumentParser:
     return p
 
 
+@contextlib.contextmanager
+def stop_cleanly_outside_training():
+    """Turn Ctrl-C and SIGTERM into a one-line exit while no training step runs.
+
+    Setting up (reading or ``--cache``-ing the data, building the model) and exporting can take
+    minutes; a SIGTERM there used to end the process without a word, a Ctrl-C with a traceback.
+    Nothing is lost either way: the training loop installs its own handlers (finish the step,
+    save last.pt) while it runs and restores these afterwards.
+    """
+    def stop(signum, frame):
+        raise SystemExit(f"python -m hfl_lite train: stopped by {signal.Signals(signum).name} outside the training "
+                         "loop (no step in progress, nothing to save; checkpoints already written are kept)")
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def train_main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m hfl_lite train`` (see ``--help``). Returns the exit code."""
     args = _train_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    info = init_distributed(args.device)
-    try:
-        return _train(args, info)
-    finally:
-        cleanup_distributed()
+    with stop_cleanly_outside_training():
+        info = init_distributed(args.device)
+        try:
+            return _train(args, info)
+        finally:
+            cleanup_distributed()
 
 
 def _train(args: argparse.Namespace, info) -> int:
