@@ -57,10 +57,10 @@ CHUNK = 64
 """Samples a worker prepares and sends at once while a cache fills."""
 
 
-def _stack_chunk(samples: list) -> tuple[list, dict | None]:
-    """Worker side: a chunk of dict samples with the same keys as ``([], columns)``: per key, in
-    the samples' key order, one stacked tensor where every value is a tensor of one shape and
-    dtype, else the list of values. Other chunks travel as ``(samples, None)``.
+def _stack_chunk(samples: list) -> dict | list:
+    """Worker side: a chunk of dict samples with the same keys as columns: per key, in the
+    samples' key order, one stacked tensor where every value is a tensor of one shape and dtype,
+    else the list of values. Other chunks travel as the list of samples.
 
     Why: every tensor a worker sends travels through its own shared-memory block and file
     descriptor; receiving about 20 per sample cost the main process more time than preparing the
@@ -69,23 +69,22 @@ def _stack_chunk(samples: list) -> tuple[list, dict | None]:
     samples = [default_convert(x) for x in samples]  # numpy -> tensors, as batch_size=None loaders do
     keys = list(samples[0]) if isinstance(samples[0], dict) else None
     if not keys or any(not isinstance(x, dict) or list(x) != keys for x in samples):
-        return samples, None
+        return samples
     columns = {}
     for key in keys:
         values = [x[key] for x in samples]
         first = values[0]
         same = all(isinstance(v, torch.Tensor) and v.shape == first.shape and v.dtype == first.dtype for v in values)
         columns[key] = torch.stack(values) if same else values
-    return [], columns
+    return columns
 
 
-def _unstack_chunk(chunk: tuple[list, dict | None]) -> list:
+def _unstack_chunk(chunk: dict | list) -> list:
     """Main side: the samples of a :func:`_stack_chunk` chunk, every tensor in this process's memory."""
-    samples, columns = chunk
-    if columns is None:
-        return [_own(x) for x in samples]
-    n = len(next(iter(columns.values())))
-    return [{k: v[i].clone() if isinstance(v, torch.Tensor) else _own(v[i]) for k, v in columns.items()}
+    if isinstance(chunk, list):
+        return [_own(x) for x in chunk]
+    n = len(next(iter(chunk.values())))
+    return [{k: v[i].clone() if isinstance(v, torch.Tensor) else _own(v[i]) for k, v in chunk.items()}
             for i in range(n)]
 
 

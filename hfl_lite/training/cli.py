@@ -18,7 +18,6 @@ import json
 import os
 import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from hfl_lite.presets import get_preset
 from .checkpoint import export_weights, load_checkpoint, load_model_weights
 from .distributed import barrier, cleanup_distributed, init_distributed
 from .evaluate import MeanPoseBaseline, evaluate, flat_metrics
-from .loop import NonFiniteLossError, TrainConfig, Trainer, seed_everything
+from .loop import NonFiniteLossError, TrainConfig, Trainer, seed_everything, stop_signals_handled_by
 
 __all__ = ["HFLStep", "eval_main", "make_dataset", "train_main"]
 
@@ -143,15 +142,8 @@ def stop_cleanly_outside_training():
         raise SystemExit(f"python -m hfl_lite train: stopped by {signal.Signals(signum).name} outside the training "
                          "loop (no step in progress, nothing to save; checkpoints already written are kept)")
 
-    if threading.current_thread() is not threading.main_thread():
+    with stop_signals_handled_by(stop):
         yield
-        return
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def train_main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,7 @@ What it guarantees
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -57,6 +58,7 @@ __all__ = [
     "configure_determinism",
     "move_to_device",
     "seed_everything",
+    "stop_signals_handled_by",
 ]
 
 StepFn = Callable[[torch.nn.Module, dict[str, Any]], Mapping[str, torch.Tensor]]
@@ -166,6 +168,22 @@ class ResumableSampler(DistributedSampler):
 
     def __len__(self) -> int:
         return self.num_samples - self.start
+
+
+@contextlib.contextmanager
+def stop_signals_handled_by(handler: Callable[[int, Any], None]):
+    """Route Ctrl-C (SIGINT) and SIGTERM to ``handler(signum, frame)`` inside the block and put the
+    previous handlers back after it. Only the main thread may install handlers; elsewhere the
+    block runs unchanged."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -349,14 +367,6 @@ class Trainer:
             print(f"\n[hfl_lite] {signal.Signals(signum).name}: finishing this step, saving last.pt and stopping "
                   "(send it again to abort without saving)", flush=True)
 
-    def _install_signal_handlers(self) -> dict[int, Any]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        previous = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, self._handle_signal)
-        return previous
-
     # ------------------------------------------------------------------ one step
     def _agree(self, finite: bool) -> tuple[bool, bool]:
         """(loss finite on every rank, some rank asked to stop), in one all-reduce."""
@@ -450,9 +460,8 @@ class Trainer:
         else:
             self._log_event("start", config={k: v for k, v in asdict(self.cfg).items() if k != "meta"}, **self.cfg.meta)
         self.model.train()
-        previous_handlers = self._install_signal_handlers()
         status, metrics = "completed", None
-        try:
+        with stop_signals_handled_by(self._handle_signal):
             while self.epoch < self.cfg.epochs and status == "completed":
                 status = self._run_epoch()
                 if status != "completed":
@@ -468,9 +477,6 @@ class Trainer:
                 self.save("last.pt")
             if status != "completed" or not last.is_file():
                 self.save("last.pt")
-        finally:
-            for sig, handler in previous_handlers.items():
-                signal.signal(sig, handler)
         self._log_event("end", status=status)
         return {"status": status, "epoch": self.epoch, "step": self.step, "updates": self.updates, "metrics": metrics}
 
