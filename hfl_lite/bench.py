@@ -28,7 +28,6 @@ checkout that holds this package.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import importlib.util
 import json
@@ -46,8 +45,10 @@ from typing import Callable
 
 import torch
 
+from .threads import cpu_threads
+
 __all__ = ["SECTIONS", "PeakMemory", "Settings", "count_flops", "cpu_name", "make_settings", "main", "matmul_peak_gflops",
-           "median_time", "num_threads", "run", "synchronize", "timed"]
+           "median_time", "run", "synchronize", "timed"]
 
 SECTIONS = ("peak", "inference", "train", "backbone", "epnp", "voting", "data", "render", "book")
 REPO = Path(__file__).resolve().parents[1]
@@ -117,18 +118,6 @@ def count_flops(module: torch.nn.Module, *inputs, by_module: bool = False):
     if not by_module:
         return total
     return total, {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
-
-
-@contextlib.contextmanager
-def num_threads(n: int | None):
-    """Run the block with ``n`` torch CPU threads (None: leave the setting alone)."""
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def _rss_mb() -> float:
@@ -318,38 +307,56 @@ def _training_batch(preset, batch: int, device: torch.device) -> dict:
     return move_to_device(default_collate([samples[i % len(samples)] for i in range(batch)]), device)
 
 
-def bench_train(s: Settings, context: dict) -> list[dict]:
-    """One optimiser step (forward, HFL-Net loss, backward, Adam) per (preset, batch size)."""
+def _time_train_step(preset, initial: dict, data: dict, memory_format, s: Settings) -> tuple[float, PeakMemory]:
+    """Median seconds of one optimiser step of a fresh network with weights ``initial`` in
+    ``memory_format``, and the peak memory it took (the network is freed on return)."""
     from .model import build_model
-    from .presets import get_preset
     from .training.cli import HFLStep
 
     dev = torch.device(s.device)
+    model = build_model(preset)
+    model.load_state_dict(initial)
+    model = model.to(dev, memory_format=memory_format).train()
+    optimiser = torch.optim.Adam(model.parameters(), lr=preset.lr, weight_decay=preset.weight_decay)
+    loss_fn = HFLStep(preset.image_size)
+
+    def step():
+        optimiser.zero_grad(set_to_none=True)
+        loss = loss_fn(model, data)["total"]
+        loss.backward()
+        optimiser.step()
+        return loss
+
+    with PeakMemory(dev) as memory:
+        seconds = median_time(step, dev, s.repeats, warmup=1, max_seconds=s.max_seconds)
+    return seconds, memory
+
+
+def bench_train(s: Settings, context: dict) -> list[dict]:
+    """One optimiser step (forward, HFL-Net loss, backward, Adam) per (preset, batch size), with the
+    convolution weights contiguous and channels-last (``train``'s default) side by side, from the
+    same initial weights."""
+    from .model import build_model
+    from .presets import get_preset
+
+    dev = torch.device(s.device)
+    what = "allocated tensors" if dev.type == "cuda" else "process resident memory"
     rows = []
     for name, batch in s.train:
         preset = get_preset(name)
-        model = build_model(preset).to(dev).train()
-        optimiser = torch.optim.Adam(model.parameters(), lr=preset.lr, weight_decay=preset.weight_decay)
+        initial = build_model(preset).state_dict()
         data = _training_batch(preset, batch, dev)
-        loss_fn = HFLStep(preset.image_size)
-
-        def step():
-            optimiser.zero_grad(set_to_none=True)
-            loss = loss_fn(model, data)["total"]
-            loss.backward()
-            optimiser.step()
-            return loss
-
-        with PeakMemory(dev) as memory:
-            seconds = median_time(step, dev, s.repeats, warmup=1, max_seconds=s.max_seconds)
-        what = "allocated tensors" if dev.type == "cuda" else "process resident memory"
-        rows.append(_record(
-            "train", f"{preset.name} {preset.image_size}x{preset.image_size}, batch {batch}",
-            f"{batch / seconds:,.2f} images/s",
-            f"{seconds * 1e3:,.0f} ms/step; peak {what} {memory.peak_mb:,.0f} MiB", preset=preset.name, batch=batch,
-            images_per_s=batch / seconds, ms_per_step=seconds * 1e3, peak_memory_mb=memory.peak_mb,
-            start_memory_mb=memory.start_mb, memory_kind=what))
-        del model, optimiser, data
+        seconds = {}
+        for layout, memory_format in (("contiguous", torch.contiguous_format), ("channels-last", torch.channels_last)):
+            seconds[layout], memory = _time_train_step(preset, initial, data, memory_format, s)
+            speedup = seconds["contiguous"] / seconds[layout]
+            rows.append(_record(
+                "train", f"{preset.name} {preset.image_size}x{preset.image_size}, batch {batch}, {layout} weights",
+                f"{batch / seconds[layout]:,.2f} images/s",
+                f"{seconds[layout] * 1e3:,.0f} ms/step ({speedup:.2f}x contiguous); peak {what} {memory.peak_mb:,.0f} MiB",
+                preset=preset.name, batch=batch, layout=layout, images_per_s=batch / seconds[layout],
+                ms_per_step=seconds[layout] * 1e3, speedup_vs_contiguous=speedup, peak_memory_mb=memory.peak_mb,
+                start_memory_mb=memory.start_mb, memory_kind=what))
     return rows
 
 
@@ -632,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
     sections = _sections(args.sections, args.book)
     settings = make_settings(args.tiny, args.device, threads=args.threads, repeats=args.repeats,
                              infer_batches=args.batches)
-    with num_threads(args.threads):
+    with cpu_threads(args.threads):
         result = run(sections, settings, log=lambda msg: print(msg, file=sys.stderr, flush=True))
     result["meta"]["command"] = "python -m hfl_lite bench " + " ".join(sys.argv[1:] if argv is None else argv)
     table = format_table(result)

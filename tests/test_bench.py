@@ -45,8 +45,12 @@ def test_tiny_run_writes_every_section(tmp_path):
     inference = {(r["batch"], r["variant"]) for r in records["inference"]}
     assert inference == {(b, v) for b in (1, 2) for v in ("plain", "fast")}
     assert all(0 < r["fraction_of_peak"] and r["gflop_per_image"] > 0 for r in records["inference"])
-    train = records["train"][0]
-    assert train["images_per_s"] > 0 and train["peak_memory_mb"] >= train["start_memory_mb"] > 0
+    assert [r["layout"] for r in records["train"]] == ["contiguous", "channels-last"]
+    for train in records["train"]:
+        assert train["images_per_s"] > 0 and train["peak_memory_mb"] >= train["start_memory_mb"] > 0
+    plain, nhwc = records["train"]
+    assert plain["speedup_vs_contiguous"] == 1.0
+    assert nhwc["speedup_vs_contiguous"] == pytest.approx(plain["ms_per_step"] / nhwc["ms_per_step"])
     ratio = records["backbone"][-1]
     assert ratio["flop_ratio"] > ratio["flop_ratio_without_fpn"] > 1  # two streams cost more than one ResNet-50
     for r in records["epnp"] + records["voting"]:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from hfl_lite.model import HFLNet
 from hfl_lite.viz import stream_gradcam
-from hfl_lite.viz.gradcam import LAYERS, STREAMS, stream_layer
+from hfl_lite.viz.gradcam import STREAMS, stream_layer
 
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = ("single", "hfl", "double")

@@ -410,3 +410,52 @@ def test_init_from_starts_from_the_checkpoint_weights(tmp_path):
         train_main(common[:-1] + [str(tmp_path / "paper.pt"), "--out", str(tmp_path / "refused")])
     with pytest.raises(SystemExit, match="has network variants"):
         train_main(common + ["--backbone", "single", "--out", str(tmp_path / "refused")])
+
+
+def test_channels_last_weights_give_the_same_step_and_checkpoints(tmp_path):
+    """Channels-last convolution weights (the default) change the memory order, not the maths: the
+    same losses, and the same gradients up to float32 rounding (which the L1 object terms' kinks
+    amplify, hence a relative tolerance on the whole gradient); ``train`` stores the weights in the
+    order it trained them, and a channels-last checkpoint loads into a freshly built network."""
+    import copy
+
+    from hfl_lite.data import HO3D
+    from hfl_lite.inference import load_model
+    from hfl_lite.model import HFLNet
+    from hfl_lite.presets import get_preset
+    from hfl_lite.training.cli import HFLStep, train_main
+
+    preset = get_preset("cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StandinAssetWarning)
+        data = HO3D(HO3D_ROOT, "train", preset.image_size, preset.roi_size)
+        batch = torch.utils.data.default_collate([data[i] for i in range(4)])
+        plain = load_model(ROOT / "data_samples" / "checkpoints" / "hfl_lite_cpu_ho3d_synthetic.pt", "cpu")[0]
+    plain = plain.float().train()
+    nhwc = copy.deepcopy(plain).to(memory_format=torch.channels_last)
+    convs = [n for n, p in nhwc.named_parameters() if p.ndim == 4]
+    assert convs and all(dict(nhwc.named_parameters())[n].is_contiguous(memory_format=torch.channels_last) for n in convs)
+    step = HFLStep(preset.image_size)
+    losses = {}
+    for name, model in (("plain", plain), ("nhwc", nhwc)):
+        losses[name] = step(model, batch)
+        losses[name]["total"].backward()
+    for term, value in losses["plain"].items():
+        torch.testing.assert_close(losses["nhwc"][term], value, rtol=1e-4, atol=1e-6, msg=term)
+    grad = {name: torch.cat([p.grad.flatten() for p in model.parameters()]) for name, model in (("plain", plain), ("nhwc", nhwc))}
+    assert (grad["nhwc"] - grad["plain"]).norm() < 1e-2 * grad["plain"].norm()
+
+    common = ["--dataset", "ho3d", "--root", str(HO3D_ROOT), "--preset", "cpu", "--batch-size", "4", "--max-steps", "1",
+              "--seed", "3", "--deterministic", "--no-progress", "--no-augment"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StandinAssetWarning)
+        assert train_main(common + ["--out", str(tmp_path / "nhwc")]) == 0
+        assert train_main(common + ["--no-channels-last", "--out", str(tmp_path / "plain")]) == 0
+    first = {name: next(r for r in read_log(tmp_path / name) if "total" in r) for name in ("nhwc", "plain")}
+    assert first["nhwc"]["total"] == pytest.approx(first["plain"]["total"], rel=1e-4)
+    saved = {name: load_checkpoint(tmp_path / name / "last.pt")["model"] for name in ("nhwc", "plain")}
+    assert all(saved["nhwc"][n].is_contiguous(memory_format=torch.channels_last) for n in convs)
+    assert all(saved["plain"][n].is_contiguous() for n in convs)
+    fresh = HFLNet(preset)
+    fresh.load_state_dict(saved["nhwc"])
+    assert all(torch.equal(p, saved["nhwc"][n]) for n, p in fresh.named_parameters())

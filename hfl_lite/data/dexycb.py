@@ -111,6 +111,7 @@ class DexYCB(HandObjectDataset):
         super().__init__(root, split, image_size, roi_size, augment, skip_bad, seed, mano_root, object_models)
         self.setup = setup
         self._sequences: dict[str, dict] = {}
+        self._meta_files: dict[str, dict] = {}  # each sequence's meta.yml as listed; checked on first use
         self._intrinsics: dict[str, torch.Tensor] = {}
         self._betas: dict[str, torch.Tensor] = {}
         self._set_ids(self._list_frames())
@@ -128,7 +129,7 @@ class DexYCB(HandObjectDataset):
                 if not s0_rule(self.split, s_index, q_index):
                     continue
                 seq_dir = self.root / subject / sequence
-                meta = _read_yaml(seq_dir / "meta.yml")
+                meta = self._meta_files[f"{subject}/{sequence}"] = _read_yaml(seq_dir / "meta.yml")
                 serials = meta.get("serials") or sorted(p.name for p in seq_dir.iterdir() if p.is_dir())
                 serials = [str(v) for v in serials]
                 if not serials:
@@ -147,7 +148,7 @@ class DexYCB(HandObjectDataset):
         key = f"{subject}/{sequence}"
         if key not in self._sequences:
             path = self.root / subject / sequence / "meta.yml"
-            meta = _read_yaml(path)
+            meta = self._meta_files[key]
             ycb_ids = [int(i) for i in require_key(meta, "ycb_ids", path)]
             grasp = int(require_key(meta, "ycb_grasp_ind", path))
             if not 0 <= grasp < len(ycb_ids):

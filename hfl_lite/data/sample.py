@@ -54,7 +54,6 @@ its own x axis; ``obj_ctrl3d`` is given mirrored (``M ctrl3d``, same index order
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -65,6 +64,7 @@ import torch
 
 from hfl_lite.geometry.camera import enlarge_box, project_points, tight_box, transform_points
 from hfl_lite.geometry.control_points import control_points_from_vertices
+from hfl_lite.threads import cpu_threads
 
 from .augment import AugmentConfig, AugmentParams, apply_photometric, sample_params
 from .crop import crop_square, make_crop_transform
@@ -336,9 +336,15 @@ class ObjectCatalog:
     def __init__(self, models_dir: Path | None):
         self.models_dir = None if models_dir is None else Path(models_dir)
         self._info: dict[str, tuple[torch.Tensor, float, int]] = {}
+        self._meshes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def mesh(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(verts [V, 3] float32 metres, faces [F, 3] int64)`` of object ``name``."""
+        """``(verts [V, 3] float32 metres, faces [F, 3] int64)`` of object ``name`` (read once)."""
+        if name not in self._meshes:
+            self._meshes[name] = self._read_mesh(name)
+        return self._meshes[name]
+
+    def _read_mesh(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         from . import objects
 
         if self.models_dir is None:
@@ -415,22 +421,6 @@ class ManoHands:
         of the 15 finger joints in the flat-mean convention: ``coeffs @ components + mean``."""
         pca = self.layer(side, pca=True)
         return coeffs @ pca.th_selected_comps + pca.th_hands_mean.reshape(45)
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """Run torch on one thread: a sample is many tiny tensor operations, for which intra-op
-    threads cost far more than they save (up to 100x on a busy 2-core machine). DataLoader
-    workers already run on one thread; this gives the main process the same speed."""
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 class HandObjectDataset(torch.utils.data.Dataset):
@@ -533,12 +523,12 @@ class HandObjectDataset(torch.utils.data.Dataset):
     def read_frame(self, index: int) -> FrameAnnotation:
         """Frame ``index`` as read from disk (full image), validated and mirrored to a right
         hand; raises :class:`DataError` for a bad frame."""
-        with _one_thread():
+        with cpu_threads(1):  # many tiny tensor operations: intra-op threads cost more than they save
             return self._read(index)
 
     def get(self, index: int, params: AugmentParams | None = None) -> dict:
         """Sample ``index`` with the given augmentation draw (None: plain crop); no skipping."""
-        with _one_thread():
+        with cpu_threads(1):
             return build_sample(self._read(index), self.image_size, self.roi_size, params)
 
     def __getitem__(self, index: int) -> dict:

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from hfl_lite.geometry.rotations import axis_angle_to_matrix
+from hfl_lite.threads import cpu_threads
 
 from . import objects as objmod
 from .grasp import Grasp, get_hand_model, sample_grasp
@@ -440,19 +441,6 @@ def _pool(workers: int):
 # Command line
 # --------------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def deterministic_threads():
-    """Run torch and OpenCV single-threaded (bit-for-bit reproducible float results)."""
-    torch_threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(torch_threads)
-        cv2.setNumThreads(cv_threads)
-
-
 def _prepare(folder: Path, overwrite: bool) -> None:
     if folder.exists() and any(folder.iterdir()):
         if not overwrite:
@@ -489,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     from tqdm import tqdm
 
-    with deterministic_threads():
+    with cpu_threads(1, opencv=True):  # single-threaded float results repeat bit for bit
         for layout in layouts:
             folder = out / layout if args.layout == "both" else out
             _prepare(folder, args.overwrite)

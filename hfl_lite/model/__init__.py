@@ -10,7 +10,7 @@ from .backbone import BACKBONE_KINDS, DoubleStreamBackbone, HFLBackbone, SingleS
 from .fast import FastInference, fold_batchnorm, fold_conv_bn, optimize_for_inference
 from .fpn import FPN
 from .hand_decoder import HandDecoder, HandEncoder, soft_argmax
-from .hflnet import HFLNet, build_model
+from .hflnet import PAPER_VARIANTS, HFLNet, build_model
 from .hourglass import Hourglass, HourglassHead, PreActBottleneck
 from .object_decoder import ObjectDecoder
 from .resnet import ResNetTrunk, imagenet_state_dict
@@ -19,7 +19,7 @@ from .roi import clamp_boxes, intersection_boxes, pool, pool_features, validate_
 __all__ = [
     "AttentionBlock", "BACKBONE_KINDS", "DoubleStreamBackbone", "FPN", "FastInference", "HAND_VARIANTS", "HFLBackbone", "HFLNet",
     "HandDecoder", "HandEncoder", "HandInteraction", "Hourglass", "HourglassHead", "OBJECT_VARIANTS",
-    "ObjectDecoder", "ObjectInteraction", "PreActBottleneck", "ResNetTrunk", "SingleStreamBackbone",
+    "ObjectDecoder", "PAPER_VARIANTS", "ObjectInteraction", "PreActBottleneck", "ResNetTrunk", "SingleStreamBackbone",
     "build_backbone", "build_model", "clamp_boxes", "fold_batchnorm", "fold_conv_bn", "imagenet_state_dict",
     "intersection_boxes", "optimize_for_inference", "pool",
     "pool_features", "soft_argmax", "validate_boxes",

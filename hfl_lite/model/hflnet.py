@@ -22,7 +22,11 @@ from .hand_decoder import HandDecoder
 from .object_decoder import ObjectDecoder
 from .roi import pool_features, validate_boxes
 
-__all__ = ["HFLNet", "build_model"]
+__all__ = ["HFLNet", "PAPER_VARIANTS", "build_model"]
+
+# The paper's network, and HFLNet's defaults; every other variant is an ablation (Tables 5, 7, 8)
+# whose unused modules DistributedDataParallel must be told about.
+PAPER_VARIANTS = {"backbone": "hfl", "hand_interaction": "concat_sa", "object_interaction": "h2o"}
 
 
 class HFLNet(nn.Module):

@@ -83,6 +83,9 @@ class TrainConfig:
     amp:             autocast (bfloat16 where the GPU supports it, else float16 with a gradient
                      scaler); ``None`` means on for CUDA and off for the CPU
     deterministic:   deterministic kernels (see :func:`configure_determinism`)
+    channels_last:   keep the 4D (convolution) weights in channels-last (NHWC) memory order, which
+                     oneDNN on the CPU and cuDNN's tensor-core kernels run faster (``bench`` measures
+                     it side by side); results are the same up to float rounding
     eval_every:      evaluate every this many epochs (0: never; needs an ``eval_fn``)
     best_metric, best_mode:  the evaluation metric that picks ``best.pt`` and "min" or "max"
     max_nonfinite:   this many non-finite losses in a row stop the run
@@ -101,6 +104,7 @@ class TrainConfig:
     workers: int = 0
     amp: bool | None = None
     deterministic: bool = False
+    channels_last: bool = True
     max_steps: int | None = None
     eval_every: int = 0
     best_metric: str | None = None
@@ -227,7 +231,8 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         configure_determinism(config.deterministic)
 
-        model = model.to(self.device)
+        layout = torch.channels_last if config.channels_last else torch.contiguous_format
+        model = model.to(self.device, memory_format=layout)
         if self.dist.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused_parameters)
