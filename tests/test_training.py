@@ -389,6 +389,8 @@ def test_init_from_starts_from_the_checkpoint_weights(tmp_path):
     source, source_meta = load_model_weights(shipped)
     assert ckpt["step"] == 1 and ckpt["init_from"] == str(shipped)
     assert ckpt["init_from_meta"]["step"] == source_meta["step"]
+    # the source's own lineage travels along: a chain of fine-tunes stays traceable to its start
+    assert ckpt["init_from_meta"]["init_from_meta"] == source_meta["init_from_meta"]
     from hfl_lite.model import HFLNet
 
     parameter_names = [n for n, _ in HFLNet("cpu").named_parameters()]

@@ -268,7 +268,8 @@ def _init_weights(model: torch.nn.Module, path: str, preset: str, model_config: 
 
     Refuses, naming the checkpoint, one recorded with another preset or other network variants
     (the weights would not fit). Returns the lineage stored in the new run's checkpoints:
-    ``init_from`` (the path) and ``init_from_meta`` (the source's dataset, epoch, step).
+    ``init_from`` (the path) and ``init_from_meta`` (the source's dataset, epoch, step and, when
+    the source was itself fine-tuned, its own ``init_from`` and ``init_from_meta``: the whole chain).
     """
     weights, meta = load_model_weights(path)
     if meta.get("preset") != preset:
@@ -280,7 +281,7 @@ def _init_weights(model: torch.nn.Module, path: str, preset: str, model_config: 
                          f"this run builds {model_config}")
     model.load_state_dict(weights)
     return {"init_from": str(path),
-            "init_from_meta": {k: meta[k] for k in ("dataset", "epoch", "step", "init_from") if k in meta}}
+            "init_from_meta": {k: meta[k] for k in ("dataset", "epoch", "step", "init_from", "init_from_meta") if k in meta}}
 
 
 def _eval_parser() -> argparse.ArgumentParser:
