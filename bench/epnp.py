@@ -14,8 +14,9 @@ import cv2
 import numpy as np
 import torch
 
-from hfl_lite.bench import num_threads, timed
+from hfl_lite.bench import timed
 from hfl_lite.presets import pick_device
+from hfl_lite.threads import cpu_threads
 from hfl_lite.geometry import (control_points_from_bounds, epnp, offset_targets, project_points, random_pnp_problems,
                                solve_pose_from_votes, tight_box, transform_points)
 
@@ -62,7 +63,7 @@ def bench_epnp(batches=(1, 64, 1024), repeats: int = 5, num_points: int = 21, no
     for B in batches:
         p = random_pnp_problems(B, num_points, noise_px=noise_px, generator=torch.Generator().manual_seed(seed))
         X, x, K = (p[k].float().to(dev) for k in ("points_3d", "points_2d", "K"))
-        with num_threads(threads):
+        with cpu_threads(threads):
             torch_ms, torch_cpu, (R_t, t_t) = _timed_ms(lambda: epnp(X, x, K), repeats, dev)
         Xn, xn, Kn = (p[k].numpy() for k in ("points_3d", "points_2d", "K"))
         cv_ms, cv_cpu, (R_c, t_c) = _timed_ms(lambda: _opencv_loop(Xn, xn, Kn), max(1, repeats // 2),
@@ -126,7 +127,7 @@ def bench_voting(batches=(1, 64, 256), grid: int = 32, repeats: int = 3, vote_no
         s = _synthetic_votes(B, grid, vote_noise, outlier_ratio, seed)
         args = [s[k].to(dev) for k in ("conf", "off", "box", "K", "ctrl3d")]
         gen = torch.Generator(device=dev).manual_seed(seed)
-        with num_threads(threads):
+        with cpu_threads(threads):
             torch_ms, torch_cpu, pose = _timed_ms(lambda: solve_pose_from_votes(*args, generator=gen), repeats, dev)
 
         conf, off, box = (s[k].double().numpy() for k in ("conf", "off", "box"))

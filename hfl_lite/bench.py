@@ -307,9 +307,11 @@ def _training_batch(preset, batch: int, device: torch.device) -> dict:
     return move_to_device(default_collate([samples[i % len(samples)] for i in range(batch)]), device)
 
 
-def _time_train_step(preset, initial: dict, data: dict, memory_format, s: Settings) -> tuple[float, PeakMemory]:
+def _time_train_step(preset, initial: dict, data: dict, memory_format, s: Settings,
+                     amp_dtype: torch.dtype | None = None) -> tuple[float, PeakMemory]:
     """Median seconds of one optimiser step of a fresh network with weights ``initial`` in
-    ``memory_format``, and the peak memory it took (the network is freed on return)."""
+    ``memory_format`` (forward and loss under autocast to ``amp_dtype`` when given, as ``train``
+    does on a GPU), and the peak memory it took (the network is freed on return)."""
     from .model import build_model
     from .training.cli import HFLStep
 
@@ -322,7 +324,8 @@ def _time_train_step(preset, initial: dict, data: dict, memory_format, s: Settin
 
     def step():
         optimiser.zero_grad(set_to_none=True)
-        loss = loss_fn(model, data)["total"]
+        with torch.autocast(dev.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            loss = loss_fn(model, data)["total"]
         loss.backward()
         optimiser.step()
         return loss
@@ -335,7 +338,8 @@ def _time_train_step(preset, initial: dict, data: dict, memory_format, s: Settin
 def bench_train(s: Settings, context: dict) -> list[dict]:
     """One optimiser step (forward, HFL-Net loss, backward, Adam) per (preset, batch size), with the
     convolution weights contiguous and channels-last (``train``'s default) side by side, from the
-    same initial weights."""
+    same initial weights; on a GPU with bfloat16 also channels-last under bf16 autocast (``train``'s
+    default there)."""
     from .model import build_model
     from .presets import get_preset
 
@@ -346,16 +350,20 @@ def bench_train(s: Settings, context: dict) -> list[dict]:
         preset = get_preset(name)
         initial = build_model(preset).state_dict()
         data = _training_batch(preset, batch, dev)
-        seconds = {}
-        for layout, memory_format in (("contiguous", torch.contiguous_format), ("channels-last", torch.channels_last)):
-            seconds[layout], memory = _time_train_step(preset, initial, data, memory_format, s)
-            speedup = seconds["contiguous"] / seconds[layout]
+        variants = [("contiguous", torch.contiguous_format, None), ("channels-last", torch.channels_last, None)]
+        if dev.type == "cuda" and torch.cuda.is_bf16_supported():
+            variants.append(("channels-last", torch.channels_last, torch.bfloat16))
+        base = None
+        for layout, memory_format, amp_dtype in variants:
+            seconds, memory = _time_train_step(preset, initial, data, memory_format, s, amp_dtype)
+            base = base or seconds  # the first variant: contiguous, fp32
+            precision = "bf16 autocast" if amp_dtype is not None else "fp32"
             rows.append(_record(
-                "train", f"{preset.name} {preset.image_size}x{preset.image_size}, batch {batch}, {layout} weights",
-                f"{batch / seconds[layout]:,.2f} images/s",
-                f"{seconds[layout] * 1e3:,.0f} ms/step ({speedup:.2f}x contiguous); peak {what} {memory.peak_mb:,.0f} MiB",
-                preset=preset.name, batch=batch, layout=layout, images_per_s=batch / seconds[layout],
-                ms_per_step=seconds[layout] * 1e3, speedup_vs_contiguous=speedup, peak_memory_mb=memory.peak_mb,
+                "train", f"{preset.name} {preset.image_size}x{preset.image_size}, batch {batch}, {layout} weights, {precision}",
+                f"{batch / seconds:,.2f} images/s",
+                f"{seconds * 1e3:,.0f} ms/step ({base / seconds:.2f}x contiguous fp32); peak {what} {memory.peak_mb:,.0f} MiB",
+                preset=preset.name, batch=batch, layout=layout, precision=precision, images_per_s=batch / seconds,
+                ms_per_step=seconds * 1e3, speedup_vs_contiguous=base / seconds, peak_memory_mb=memory.peak_mb,
                 start_memory_mb=memory.start_mb, memory_kind=what))
     return rows
 

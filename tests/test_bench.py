@@ -45,7 +45,7 @@ def test_tiny_run_writes_every_section(tmp_path):
     inference = {(r["batch"], r["variant"]) for r in records["inference"]}
     assert inference == {(b, v) for b in (1, 2) for v in ("plain", "fast")}
     assert all(0 < r["fraction_of_peak"] and r["gflop_per_image"] > 0 for r in records["inference"])
-    assert [r["layout"] for r in records["train"]] == ["contiguous", "channels-last"]
+    assert [(r["layout"], r["precision"]) for r in records["train"]] == [("contiguous", "fp32"), ("channels-last", "fp32")]
     for train in records["train"]:
         assert train["images_per_s"] > 0 and train["peak_memory_mb"] >= train["start_memory_mb"] > 0
     plain, nhwc = records["train"]
@@ -59,6 +59,19 @@ def test_tiny_run_writes_every_section(tmp_path):
     assert records["data"][0]["samples"] == 8 and records["data"][0]["samples_per_s"] > 0
     assert records["data"][1]["samples"] == 8 and records["data"][1]["main_cpu_ms_per_sample"] > 0
     assert records["render"][0]["images_per_s"] > 0
+
+
+def test_train_step_timing_runs_under_autocast():
+    """The bf16 row ``bench`` adds on a GPU: the same timed step under autocast (run here on the CPU)."""
+    from hfl_lite.model import build_model
+    from hfl_lite.presets import get_preset
+
+    s = bench.make_settings(tiny=True, device="cpu")
+    preset = get_preset("cpu")
+    data = bench._training_batch(preset, 2, torch.device("cpu"))
+    seconds, memory = bench._time_train_step(preset, build_model(preset).state_dict(), data, torch.channels_last, s,
+                                             amp_dtype=torch.bfloat16)
+    assert seconds > 0 and memory.peak_mb >= memory.start_mb > 0
 
 
 def test_book_section_times_each_chapter(tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ from hfl_lite.data.dexycb import s0_rule
 from hfl_lite.data.objects import YCB_IDS
 from hfl_lite.geometry.camera import project_points, tight_box, transform_points
 from hfl_lite.geometry.rotations import axis_angle_to_matrix
+from hfl_lite.threads import cpu_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "data_samples"
@@ -30,10 +31,8 @@ MIRROR = np.diag([-1.0, 1.0, 1.0])
 def _stand_in_hand_one_thread(monkeypatch):
     """The sets are made with the stand-in hand; small tensors run fastest on one thread."""
     monkeypatch.delenv("MANO_ROOT", raising=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with cpu_threads(1):
+        yield
 
 
 # ---------------------------------------------------------------------------------------------
