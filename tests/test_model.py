@@ -12,8 +12,10 @@ from torch import nn
 
 from hfl_lite.geometry.rotations import matrix_to_axis_angle, rot6d_to_matrix
 from hfl_lite.model import (
+    BACKBONE_KINDS,
     HAND_VARIANTS,
     OBJECT_VARIANTS,
+    PAPER_VARIANTS,
     AttentionBlock,
     HandInteraction,
     HFLNet,
@@ -275,6 +277,18 @@ def test_attention_block_against_slow_loop(cross):
     assert torch.allclose(fast2, expected, atol=1e-5)
     assert torch.allclose(weights, expected_weights, atol=1e-6)
     assert torch.allclose(weights.sum(-1), torch.ones(2, 4, 9))
+
+
+def test_paper_variants_are_the_network_defaults():
+    """``PAPER_VARIANTS`` (``train``'s defaults) names HFLNet's own defaults and valid choices, and
+    HFLNet records them in its config."""
+    import inspect
+
+    defaults = {k: v.default for k, v in inspect.signature(HFLNet).parameters.items() if k in PAPER_VARIANTS}
+    assert defaults == PAPER_VARIANTS
+    choices = {"backbone": BACKBONE_KINDS, "hand_interaction": HAND_VARIANTS, "object_interaction": OBJECT_VARIANTS}
+    assert all(PAPER_VARIANTS[k] in choices[k] for k in PAPER_VARIANTS)
+    assert {k: HFLNet("cpu").config[k] for k in PAPER_VARIANTS} == PAPER_VARIANTS
 
 
 def test_unknown_interaction_variants():

@@ -19,7 +19,7 @@ from .roi import clamp_boxes, intersection_boxes, pool, pool_features, validate_
 __all__ = [
     "AttentionBlock", "BACKBONE_KINDS", "DoubleStreamBackbone", "FPN", "FastInference", "HAND_VARIANTS", "HFLBackbone", "HFLNet",
     "HandDecoder", "HandEncoder", "HandInteraction", "Hourglass", "HourglassHead", "OBJECT_VARIANTS",
-    "ObjectDecoder", "PAPER_VARIANTS", "ObjectInteraction", "PreActBottleneck", "ResNetTrunk", "SingleStreamBackbone",
+    "ObjectDecoder", "ObjectInteraction", "PAPER_VARIANTS", "PreActBottleneck", "ResNetTrunk", "SingleStreamBackbone",
     "build_backbone", "build_model", "clamp_boxes", "fold_batchnorm", "fold_conv_bn", "imagenet_state_dict",
     "intersection_boxes", "optimize_for_inference", "pool",
     "pool_features", "soft_argmax", "validate_boxes",
