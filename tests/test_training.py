@@ -435,8 +435,8 @@ def test_channels_last_weights_give_the_same_step_and_checkpoints(tmp_path):
         plain = load_model(ROOT / "data_samples" / "checkpoints" / "hfl_lite_cpu_ho3d_synthetic.pt", "cpu")[0]
     plain = plain.float().train()
     nhwc = copy.deepcopy(plain).to(memory_format=torch.channels_last)
-    convs = [n for n, p in nhwc.named_parameters() if p.ndim == 4]
-    assert convs and all(dict(nhwc.named_parameters())[n].is_contiguous(memory_format=torch.channels_last) for n in convs)
+    convs = {n: p for n, p in nhwc.named_parameters() if p.ndim == 4}
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs.values())
     step = HFLStep(preset.image_size)
     losses = {}
     for name, model in (("plain", plain), ("nhwc", nhwc)):
