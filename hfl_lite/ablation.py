@@ -69,6 +69,8 @@ import torch
 from torch.utils.data import Dataset
 
 from hfl_lite.bench import cpu_name
+from hfl_lite.presets import pick_device
+from hfl_lite.threads import cpu_threads
 
 __all__ = [
     "HAND_METRICS", "OBJECT_ERRORS", "PAPER_COLUMNS", "PAPER_OBJECTS", "PAPER_TABLES", "VARIANTS", "Variant",
@@ -314,16 +316,18 @@ def main(argv: list[str] | None = None) -> int:
     Returns 0, or 130 when interrupted (Ctrl-C/SIGTERM; the finished runs are kept)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
-    threads_before = torch.get_num_threads()
-    try:
-        return _ablate(args, "python -m hfl_lite ablate " + shlex.join(argv))
-    finally:
-        torch.set_num_threads(threads_before)
+    if args.threads is not None and args.threads < 1:
+        raise SystemExit(f"--threads must be >= 1, got {args.threads}")
+    device = torch.device(args.device) if args.device else pick_device()
+    # one thread per run on the CPU by default; the caller's setting comes back afterwards
+    threads = args.threads if args.threads is not None else (1 if device.type == "cpu" else None)
+    with cpu_threads(threads):
+        return _ablate(args, device, "python -m hfl_lite ablate " + shlex.join(argv))
 
 
-def _ablate(args: argparse.Namespace, command: str) -> int:
+def _ablate(args: argparse.Namespace, device: torch.device, command: str) -> int:
     from hfl_lite.data.cache import MemoryCache
-    from hfl_lite.presets import get_preset, pick_device
+    from hfl_lite.presets import get_preset
     from hfl_lite.training.cli import make_dataset
     from hfl_lite.training.evaluate import MeanPoseBaseline
 
@@ -335,8 +339,7 @@ def _ablate(args: argparse.Namespace, command: str) -> int:
     names = args.variants or list(VARIANTS)
     _check_variants(names, "--variants")
     _check_variants(args.save_weights, "--save-weights")
-    for option, value in (("--steps", steps), ("--batch-size", batch_size), ("--eval-samples", eval_samples or 1),
-                          ("--threads", args.threads or 1)):
+    for option, value in (("--steps", steps), ("--batch-size", batch_size), ("--eval-samples", eval_samples or 1)):
         if value < 1:
             raise SystemExit(f"{option} must be >= 1, got {value}")
     if len(set(seeds)) != len(seeds):
@@ -344,10 +347,6 @@ def _ablate(args: argparse.Namespace, command: str) -> int:
     out = Path(args.out) if args.out else (Path(tempfile.mkdtemp(prefix="hfl_ablate_tiny_")) if args.tiny
                                            else Path(DEFAULT_OUT))
     out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(args.device) if args.device else pick_device()
-    threads = args.threads if args.threads is not None else (1 if device.type == "cpu" else None)
-    if threads is not None:
-        torch.set_num_threads(threads)
     preset = get_preset(args.preset)
     pretrained = args.pretrained if args.pretrained is not None else preset.name == "paper"
     machine = machine_description(device)

@@ -2,7 +2,8 @@
 
 ``synth`` renders single-threaded (float results then repeat bit for bit), a dataset sample is
 many tiny tensor operations (for which intra-op threads cost far more than they save), and
-``bench`` takes a ``--threads`` option: all three use :func:`cpu_threads`.
+``bench`` and ``ablate`` take a ``--threads`` option (``ablate`` runs on one CPU thread unless told
+otherwise): all of them use :func:`cpu_threads`.
 """
 from __future__ import annotations
 

@@ -40,6 +40,8 @@ def test_results_table_has_one_finite_row_per_variant_and_seed(tiny_run):
     assert (results["steps"] == 2).all() and (results["eval_samples"] == 4).all()
     assert results["command"].str.startswith("python -m hfl_lite ablate --tiny").all()
     assert (results["torch"] == torch.__version__).all()
+    # on the CPU each run gets one torch thread unless --threads says otherwise
+    assert (results.loc[results["device"] == "cpu", "threads"] == 1).all()
     for _, row in results.iterrows():
         variant = VARIANTS[row["variant"]]
         assert (row["backbone"], row["hand_interaction"], row["object_interaction"]) == (
@@ -100,6 +102,7 @@ def test_variants_cover_the_paper_tables():
     (["--save-weights", "resnet"], "--save-weights"),
     (["--steps", "0"], "--steps"),
     (["--seeds", "1", "1"], "--seeds"),
+    (["--threads", "0"], "--threads"),
 ])
 def test_bad_arguments(argv, message, tmp_path):
     with pytest.raises(SystemExit, match=message):

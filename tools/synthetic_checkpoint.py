@@ -1,22 +1,24 @@
-"""The shipped checkpoint's recipe as one command: render, train both stages, export, evaluate.
+"""The shipped checkpoint's recipe as one command: render, train every stage, export, evaluate.
 
     python tools/synthetic_checkpoint.py --out runs/synthetic           # the full recipe
     python tools/synthetic_checkpoint.py --out /tmp/tiny --tiny         # every step, a few images
 
 It runs, one after the other, the commands data_samples/checkpoints/README.md lists (printing each
-before it runs): ``synth`` of the stage-1 images (seed 1), ``train`` stage 1 from random weights,
-``synth`` of the stage-2 images (seed 2), ``train`` stage 2 from stage 1's weights, and ``eval``
-of the result on data_samples/ho3d's evaluation split with the mean-pose baselines. Everything
-goes under ``--out``:
+before it runs): for each stage k = 1, 2, ... ``synth`` of its own fresh images (seed k), then
+``train`` from the previous stage's weights (stage 1 from random weights), and at the end
+``eval`` of the last stage's weights on data_samples/ho3d's evaluation split with the mean-pose
+baselines. Everything goes under ``--out``:
 
-    data_stage1/  data_stage2/        the rendered images
-    stage1/  stage2/                  the runs (last.pt, log.jsonl, log.csv)
-    stage1.pt  hfl_lite_cpu_ho3d_synthetic.pt   the exported weights (float16)
-    eval/                             metrics.json, metrics.md
+    data_stage1/  data_stage2/ ...     the rendered images
+    stage1/  stage2/ ...               the runs (last.pt, log.jsonl, log.csv)
+    stage1.pt  stage2.pt ...           each stage's exported weights (float16); the last stage's
+    hfl_lite_cpu_ho3d_synthetic.pt     are exported under the shipped file's name instead
+    eval/                              metrics.json, metrics.md
 
 Run it again after an interruption and it goes on: a rendered set is kept, a run with a
-``last.pt`` resumes exactly, a finished step (exported weights, written metrics) is skipped. The full recipe wants a CUDA GPU for stage
-1 (2 min 45 s on an H200; hours on a CPU) and takes about 2.5 hours on a 2-core CPU for stage 2.
+``last.pt`` resumes exactly, a finished step (exported weights, written metrics) is skipped. The
+full recipe wants a CUDA GPU for stage 1 (2 min 45 s on an H200; hours on a CPU) and takes about
+2.5 hours on a 2-core CPU for stage 2. A further fine-tune is one more entry in ``FULL``.
 """
 from __future__ import annotations
 
@@ -30,16 +32,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT_NAME = "hfl_lite_cpu_ho3d_synthetic.pt"
 
-# (rendered images, train options) per stage, as in data_samples/checkpoints/README.md
+# (rendered images, train options) per stage, in order, as in data_samples/checkpoints/README.md;
+# stage k renders with seed k and starts from stage k-1's weights
 FULL = {
     "stage1": (2000, ["--batch-size", "256", "--epochs", "120", "--max-steps", "629", "--lr", "1e-3",
                       "--lr-step", "60", "--lr-gamma", "0.3"]),
     "stage2": (10000, ["--batch-size", "32", "--epochs", "14", "--lr", "3e-4", "--lr-step", "6", "--lr-gamma", "0.3"]),
 }
-TINY = {
-    "stage1": (8, ["--batch-size", "4", "--epochs", "1", "--max-steps", "2", "--lr", "1e-3"]),
-    "stage2": (8, ["--batch-size", "4", "--epochs", "1", "--max-steps", "2", "--lr", "3e-4"]),
-}
+TINY = {stage: (8, ["--batch-size", "4", "--epochs", "1", "--max-steps", "2", "--lr", "3e-4"]) for stage in FULL}
 COMMON = ["--dataset", "ho3d", "--preset", "cpu", "--loss-weight", "joints2d=1e4", "--no-augment", "--cache",
           "--seed", "0", "--no-progress"]
 
@@ -86,12 +86,15 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
 
-    for seed, stage in enumerate(("stage1", "stage2"), start=1):
+    stages = list(recipe)
+    for seed, stage in enumerate(stages, start=1):
         _render(out / f"data_{stage}", recipe[stage][0], seed, args.workers)
-    stage1 = out / "stage1.pt"
-    _train(out / "stage1", out / "data_stage1", stage1, recipe["stage1"][1])
-    final = out / CHECKPOINT_NAME
-    _train(out / "stage2", out / "data_stage2", final, recipe["stage2"][1], init_from=stage1)
+    previous = None
+    for stage in stages:
+        export = out / (CHECKPOINT_NAME if stage == stages[-1] else f"{stage}.pt")
+        _train(out / stage, out / f"data_{stage}", export, recipe[stage][1], init_from=previous)
+        previous = export
+    final = previous
     if (out / "eval" / "metrics.json").is_file():
         print(f"# {out / 'eval'} holds the evaluation already", flush=True)
     else:
