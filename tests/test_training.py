@@ -348,7 +348,7 @@ def test_train_and_eval_commands(tmp_path):
     report = json.loads((out / "metrics.json").read_text())
     assert report["samples"] == 4
     for key in ("mpjpe_mm", "pa_mpjpe_mm", "pa_mpvpe_mm", "f5_pct", "f15_pct", "add_01d_mean_objects_pct",
-                "mpjpe_est_trans_mm", "root_error_mm"):
+                "mpjpe_est_trans_mm", "root_error_mm", "root_error_median_mm"):
         assert math.isfinite(report["model"][key]), key
     assert "PA-MPJPE" in (out / "metrics.md").read_text()
     joints, verts = read_submission(out / "pred.zip")

@@ -347,6 +347,7 @@ def eval_main(argv: list[str] | None = None) -> int:
                 "### HFL-Net", "", result.table.to_markdown()]
     extra = [(k, label) for k, label in (("mpjpe_est_trans_mm", "MPJPE, estimated translation (mm)"),
                                          ("root_error_mm", "wrist position error, estimated translation (mm)"),
+                                         ("root_error_median_mm", "wrist position error, estimated translation, median (mm)"),
                                          ("obj_pose_valid_pct", "object poses solved (%)")) if k in result.metrics]
     if extra:
         markdown += ["", "| camera frame | value |", "|---|---:|"]

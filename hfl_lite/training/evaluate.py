@@ -7,7 +7,8 @@ Protocol (paper Sec. 4.2 and the reference evaluation):
   PA-MPVPE follow a similarity Procrustes alignment, F@5/F@15 mm are computed on the aligned
   vertices (:class:`hfl_lite.metrics.MetricTable`). The *estimated translation* variant places
   the hand with :func:`hfl_lite.inference.estimate_hand_translation` instead and reports the
-  camera-frame joint error ``mpjpe_est_trans_mm`` and the wrist error ``root_error_mm``.
+  camera-frame joint error ``mpjpe_est_trans_mm`` and the wrist error ``root_error_mm`` (mean) and
+  ``root_error_median_mm``.
 * Object. Votes -> RANSAC EPnP with the object's 21 control points
   (:func:`hfl_lite.geometry.voting.solve_pose_from_votes`); ADD-0.1D per object (ADD-S for
   Dex-YCB's symmetric objects), averaged over objects.
@@ -97,8 +98,8 @@ class MeanPoseBaseline:
 @dataclass
 class EvalResult:
     """``metrics``: the model's summary (see :meth:`hfl_lite.metrics.MetricTable.summary`, plus
-    ``mpjpe_est_trans_mm``, ``root_error_mm``, ``obj_pose_valid_pct``, ``add_median_mm``,
-    ``rep_median_px``); ``table``: its
+    ``mpjpe_est_trans_mm``, ``root_error_mm``, ``root_error_median_mm``, ``obj_pose_valid_pct``,
+    ``add_median_mm``, ``rep_median_px``); ``table``: its
     :class:`~hfl_lite.metrics.MetricTable`; ``baseline``/``baseline_table`` likewise (or None);
     ``predictions``: per-sample ``sample_id`` list and stacked ``joints``/``verts`` (metres,
     camera frame: the root-relative prediction plus the true root where known, else the
@@ -204,6 +205,8 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, dataset_name: str, batch_
     if extra["mpjpe_est_trans"]:
         metrics["mpjpe_est_trans_mm"] = sum(extra["mpjpe_est_trans"]) / len(extra["mpjpe_est_trans"])
         metrics["root_error_mm"] = sum(extra["root_error"]) / len(extra["root_error"])
+        # a few hands placed far off in depth dominate the mean
+        metrics["root_error_median_mm"] = float(torch.tensor(extra["root_error"]).median())
     if extra["obj_pose_valid"]:
         metrics["obj_pose_valid_pct"] = 100 * sum(extra["obj_pose_valid"]) / len(extra["obj_pose_valid"])
     _add_medians(metrics, table)
