@@ -7,8 +7,8 @@ Protocol (paper Sec. 4.2 and the reference evaluation):
   PA-MPVPE follow a similarity Procrustes alignment, F@5/F@15 mm are computed on the aligned
   vertices (:class:`hfl_lite.metrics.MetricTable`). The *estimated translation* variant places
   the hand with :func:`hfl_lite.inference.estimate_hand_translation` instead and reports the
-  camera-frame joint error ``mpjpe_est_trans_mm`` and the wrist error ``root_error_mm`` (mean) and
-  ``root_error_median_mm``.
+  camera-frame joint error ``mpjpe_est_trans_mm`` and the wrist error, its mean ``root_error_mm``
+  and median ``root_error_median_mm``.
 * Object. Votes -> RANSAC EPnP with the object's 21 control points
   (:func:`hfl_lite.geometry.voting.solve_pose_from_votes`); ADD-0.1D per object (ADD-S for
   Dex-YCB's symmetric objects), averaged over objects.
