@@ -342,6 +342,7 @@ def bench_train(s: Settings, context: dict) -> list[dict]:
     default there)."""
     from .model import build_model
     from .presets import get_preset
+    from .training.loop import autocast_dtype
 
     dev = torch.device(s.device)
     what = "allocated tensors" if dev.type == "cuda" else "process resident memory"
@@ -351,7 +352,7 @@ def bench_train(s: Settings, context: dict) -> list[dict]:
         initial = build_model(preset).state_dict()
         data = _training_batch(preset, batch, dev)
         variants = [("contiguous", torch.contiguous_format, None), ("channels-last", torch.channels_last, None)]
-        if dev.type == "cuda" and torch.cuda.is_bf16_supported():
+        if autocast_dtype(dev) == torch.bfloat16:  # train's default precision on this device
             variants.append(("channels-last", torch.channels_last, torch.bfloat16))
         base = None
         for layout, memory_format, amp_dtype in variants:

@@ -461,3 +461,18 @@ def test_channels_last_weights_give_the_same_step_and_checkpoints(tmp_path):
     fresh = HFLNet(preset)
     fresh.load_state_dict(saved["nhwc"])
     assert all(torch.equal(p, saved["nhwc"][n]) for n, p in fresh.named_parameters())
+
+
+def test_autocast_dtype_follows_the_amp_setting():
+    """The one rule for training's precision (the Trainer and ``bench`` both ask it): float32 on
+    the CPU unless AMP is asked for, then bfloat16; on CUDA bfloat16 or, without it, float16."""
+    from hfl_lite.training.loop import autocast_dtype
+
+    cpu = torch.device("cpu")
+    assert autocast_dtype(cpu) is None and autocast_dtype(cpu, False) is None
+    assert autocast_dtype(cpu, True) == torch.bfloat16
+    cuda = torch.device("cuda")
+    assert autocast_dtype(cuda, False) is None
+    if torch.cuda.is_available():
+        expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        assert autocast_dtype(cuda) == autocast_dtype(cuda, True) == expected

@@ -55,6 +55,7 @@ __all__ = [
     "ResumableSampler",
     "TrainConfig",
     "Trainer",
+    "autocast_dtype",
     "configure_determinism",
     "move_to_device",
     "seed_everything",
@@ -139,6 +140,17 @@ def configure_determinism(enabled: bool) -> None:
     torch.backends.cudnn.deterministic = enabled
     torch.backends.cudnn.benchmark = not enabled
     torch.use_deterministic_algorithms(enabled, warn_only=True)
+
+
+def autocast_dtype(device: torch.device, amp: bool | None = None) -> torch.dtype | None:
+    """The mixed-precision dtype training uses on ``device`` (see ``TrainConfig.amp``): ``None``
+    (float32) when ``amp`` is False, or None on a device other than CUDA; on CUDA bfloat16 where
+    the GPU supports it, else float16; on other devices bfloat16."""
+    if not (amp if amp is not None else device.type == "cuda"):
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16
 
 
 def move_to_device(batch: Any, device: torch.device) -> Any:
@@ -246,13 +258,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(_unwrap(model).parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=config.lr_step_epochs, gamma=config.lr_gamma)
 
-        amp = config.amp if config.amp is not None else self.device.type == "cuda"
-        self.amp_dtype: torch.dtype | None = None
-        if amp:
-            if self.device.type == "cuda":
-                self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-            else:
-                self.amp_dtype = torch.bfloat16
+        self.amp_dtype = autocast_dtype(self.device, config.amp)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
 
         self.sampler = ResumableSampler(
