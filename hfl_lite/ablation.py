@@ -195,6 +195,7 @@ def run_variant(variant: Variant, seed: int, train_set: Dataset, eval_set: Datas
     export_to: also write the trained weights there (float16, weights only).
     pretrained, weights_path: ImageNet initialisation of the backbone (paper preset; see ``HFLNet``).
     """
+    from hfl_lite.losses import loss_weights
     from hfl_lite.model import HFLNet
     from hfl_lite.training import DistInfo, TrainConfig, Trainer, seed_everything
     from hfl_lite.training.checkpoint import export_weights
@@ -213,7 +214,7 @@ def run_variant(variant: Variant, seed: int, train_set: Dataset, eval_set: Datas
             lr_step_epochs=epochs, lr_gamma=1.0, seed=seed, workers=workers, max_steps=steps, progress=False,
             meta={"preset": preset.name, "dataset": dataset_name, "model_config": variant.model_config},
         )
-        trainer = Trainer(model, HFLStep(preset.image_size), train_set, config, dist=DistInfo(device=device),
+        trainer = Trainer(model, HFLStep(loss_weights(preset.loss_weights)), train_set, config, dist=DistInfo(device=device),
                           find_unused_parameters=True)
         t0 = time.perf_counter()
         status = trainer.fit()["status"]

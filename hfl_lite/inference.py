@@ -35,7 +35,6 @@ from hfl_lite.geometry.camera import make_intrinsics, project_points, transform_
 from hfl_lite.geometry.control_points import BOX_EDGES
 from hfl_lite.geometry.voting import solve_pose_from_votes
 from hfl_lite.model import HFLNet
-from hfl_lite.model.roi import clamp_boxes
 from hfl_lite.presets import pick_device
 from hfl_lite.training.checkpoint import load_model_weights
 
@@ -141,8 +140,7 @@ def predict(model: HFLNet, images: torch.Tensor, hand_boxes: torch.Tensor, obj_b
     images, hand_boxes, obj_boxes, K = (x.to(device).float() for x in (images, hand_boxes, obj_boxes, K))
     out = model(images, hand_boxes, obj_boxes)
     trans = estimate_hand_translation(out["joints2d"].float(), out["joints"].float(), K)
-    boxes = clamp_boxes(obj_boxes, model.preset.image_size)
-    pose = solve_pose_from_votes(out["obj_conf_logits"].float(), out["obj_offset"].float(), boxes, K,
+    pose = solve_pose_from_votes(out["obj_conf_logits"].float(), out["obj_offset"].float(), out["obj_boxes"], K,
                                  obj_ctrl3d.to(device).float(), ransac=ransac, generator=generator)
     return {
         **out,

@@ -28,6 +28,16 @@ term            weight  definition (means over all elements unless said)
                         object cells, 0 elsewhere; the target is detached
 ==============  ======  =====================================================================
 
+One more term is not in the paper and is off (weight 0) unless a preset or ``--loss-weight``
+turns it on:
+
+``articulation3d``  0   MSE in metres between the ground-truth joints (root-relative) and the
+                        joints of the *predicted finger rotations* posed with the *true* global
+                        rotation and shape. Its gradient reaches the 15 finger rotations only,
+                        and it does not mix the fingers' error with the global rotation's, as
+                        the 3D terms do (there the fingers absorb part of a wrong global
+                        rotation). Needs the network's MANO layer (``mano=`` of :func:`hfl_losses`).
+
 How this relates to the paper's a_mano = 1: the paper's L_mano is "an L2 loss on the MANO
 parameters theta and beta" with weight 1. The code measures theta as rotation matrices rather
 than axis-angle (the network regresses rotations in 6D form, and matrices avoid the 2 pi
@@ -47,11 +57,10 @@ from typing import Mapping
 
 import torch
 
-from hfl_lite.geometry.rotations import axis_angle_to_matrix
+from hfl_lite.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from hfl_lite.geometry.voting import OFFSET_SCALE, confidence_targets, offset_targets
-from hfl_lite.model.roi import clamp_boxes
 
-__all__ = ["LOSS_WEIGHTS", "hand_loss_terms", "hfl_losses", "normalise_to_box", "object_loss_terms"]
+__all__ = ["LOSS_WEIGHTS", "hand_loss_terms", "hfl_losses", "loss_weights", "normalise_to_box", "object_loss_terms"]
 
 LOSS_WEIGHTS: dict[str, float] = {
     "joints2d": 100.0,
@@ -61,7 +70,20 @@ LOSS_WEIGHTS: dict[str, float] = {
     "mano_shape": 0.1,
     "obj_offset": 500.0,
     "obj_conf": 100.0,
+    "articulation3d": 0.0,
 }
+
+
+def loss_weights(*overrides: Mapping[str, float] | None) -> dict[str, float]:
+    """The weight of every term: :data:`LOSS_WEIGHTS` updated by each mapping of ``overrides`` in
+    turn (e.g. a preset's ``loss_weights``, then a command line's); unknown names raise ``KeyError``."""
+    w = dict(LOSS_WEIGHTS)
+    for mapping in overrides:
+        for name, value in dict(mapping or {}).items():
+            if name not in w:
+                raise KeyError(f"unknown loss term {name!r} in weights; terms: {sorted(w)}")
+            w[name] = float(value)
+    return w
 
 
 def normalise_to_box(points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
@@ -90,15 +112,16 @@ def _hand_valid(batch: Mapping[str, torch.Tensor], batch_size: int, device) -> t
 
 
 def hand_loss_terms(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
-                    image_size: int) -> dict[str, torch.Tensor]:
-    """The unweighted hand terms ``joints2d``, ``verts3d``, ``joints3d``, ``mano_pose``, ``mano_shape``.
+                    mano: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """The unweighted hand terms ``joints2d``, ``verts3d``, ``joints3d``, ``mano_pose``, ``mano_shape``,
+    and ``articulation3d`` when ``mano`` (the network's MANO layer) is given.
 
-    outputs: HFLNet's dict (``joints2d_norm [B,21,2]``, ``verts [B,778,3]`` m, ``joints [B,21,3]`` m,
+    outputs: HFLNet's dict (``joints2d_norm [B,21,2]``, ``hand_boxes [B,4]`` px: the boxes the
+             network's ROI used, ``verts [B,778,3]`` m, ``joints [B,21,3]`` m,
              ``mano_rotmat [B,16,3,3]``, ``mano_shape [B,10]``)
-    batch:   the collated samples (``joints2d`` px, ``hand_box`` px, ``joints3d``/``verts3d`` m,
-             camera frame, ``mano_pose [B,48]`` axis-angle, ``mano_shape``)
-    image_size: crop side S; the 2D target is normalised to the hand box clamped to ``[0, S]``,
-             the box the network's ROI used.
+    batch:   the collated samples (``joints2d`` px, ``joints3d``/``verts3d`` m, camera frame,
+             ``mano_pose [B,48]`` axis-angle, ``mano_shape``)
+    The 2D target is normalised to ``outputs["hand_boxes"]``, the frame the soft-argmax works in.
     Returns ``{}`` when the batch has no hand annotation.
     """
     b = outputs["joints2d_norm"].shape[0]
@@ -106,8 +129,7 @@ def hand_loss_terms(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, tor
     valid = _hand_valid(batch, b, device)
     if valid is None:
         return {}
-    boxes = clamp_boxes(batch["hand_box"].float(), image_size)
-    target2d = normalise_to_box(batch["joints2d"].float(), boxes)
+    target2d = normalise_to_box(batch["joints2d"].float(), outputs["hand_boxes"].float())
     root = batch["joints3d"][:, :1].float()
     gt_rot = axis_angle_to_matrix(batch["mano_pose"].float().reshape(b, 16, 3))
     pairs = {
@@ -117,24 +139,28 @@ def hand_loss_terms(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, tor
         "mano_pose": (outputs["mano_rotmat"], gt_rot),
         "mano_shape": (outputs["mano_shape"], batch["mano_shape"].float()),
     }
+    if mano is not None:
+        mixed = torch.cat([gt_rot[:, :1], outputs["mano_rotmat"][:, 1:].float()], dim=1)
+        _, joints_mm = mano(matrix_to_axis_angle(mixed).reshape(b, 48), batch["mano_shape"].float())
+        pairs["articulation3d"] = (joints_mm / 1000.0, batch["joints3d"].float() - root)
     return {name: _masked_mean(_per_sample_mse(pred.float(), tgt), valid) for name, (pred, tgt) in pairs.items()}
 
 
-def object_loss_terms(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
-                      image_size: int) -> dict[str, torch.Tensor]:
+def object_loss_terms(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The unweighted object terms ``obj_offset`` and ``obj_conf`` (see the module docstring).
 
-    outputs: ``obj_offset [B,21,2,R,R]``, ``obj_conf_logits [B,21,R,R]``
-    batch:   ``obj_ctrl2d [B,21,2]`` px, ``obj_box [B,4]`` px, ``obj_mask [B,R,R]`` (0/1),
-             optionally ``obj_id [B]`` (negative: no object annotation)
-    Targets come from :func:`hfl_lite.geometry.voting.offset_targets` over the object box
-    clamped to ``[0, S]`` (the box the network's ROI used). Returns ``{}`` without ``obj_mask``.
+    outputs: ``obj_offset [B,21,2,R,R]``, ``obj_conf_logits [B,21,R,R]``, ``obj_boxes [B,4]`` px
+             (the boxes the network's ROI used)
+    batch:   ``obj_ctrl2d [B,21,2]`` px, ``obj_mask [B,R,R]`` (0/1), optionally ``obj_id [B]``
+             (negative: no object annotation)
+    Targets come from :func:`hfl_lite.geometry.voting.offset_targets` over ``outputs["obj_boxes"]``.
+    Returns ``{}`` without ``obj_mask``.
     """
     if "obj_mask" not in batch:
         return {}
     offset = outputs["obj_offset"].float()
     b, _, _, r, _ = offset.shape
-    boxes = clamp_boxes(batch["obj_box"].float(), image_size)
+    boxes = outputs["obj_boxes"].float()
     target = offset_targets(batch["obj_ctrl2d"].float(), boxes, r)
     mask = batch["obj_mask"].float().reshape(b, 1, 1, r, r)
     if "obj_id" in batch:
@@ -152,22 +178,22 @@ def object_loss_terms(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, t
     return {"obj_offset": _masked_mean(per_sample_offset, valid), "obj_conf": _masked_mean(per_sample_conf, valid)}
 
 
-def hfl_losses(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor], image_size: int,
-               weights: Mapping[str, float] | None = None) -> dict[str, torch.Tensor]:
+def hfl_losses(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
+               weights: Mapping[str, float] | None = None, mano: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
     """HFL-Net's loss: every term of :data:`LOSS_WEIGHTS` times its weight, and their sum.
 
     outputs:    ``HFLNet.forward``'s dict;  batch: the collated samples on the same device
-    image_size: the crop side S (``preset.image_size``)
+    mano:       the network's MANO layer (``model.hand_decoder.mano``), needed only when
+                ``articulation3d`` has a weight; that term is left out otherwise
     weights:    overrides of :data:`LOSS_WEIGHTS` by term name (unknown names raise ``KeyError``)
     Returns ``{term: weight x term}`` for the terms the batch supports, plus ``"total"``
-    (float32 scalars). Terms with weight 0 are reported but do not enter the total's graph.
+    (float32 scalars). Terms with weight 0 are reported but do not enter the total's graph
+    (``articulation3d`` is computed, and reported, only when it has a weight).
     """
-    w = dict(LOSS_WEIGHTS)
-    for name, value in (weights or {}).items():
-        if name not in w:
-            raise KeyError(f"unknown loss term {name!r} in weights; terms: {sorted(w)}")
-        w[name] = float(value)
-    terms = {**hand_loss_terms(outputs, batch, image_size), **object_loss_terms(outputs, batch, image_size)}
+    w = loss_weights(weights)
+    if w["articulation3d"] and mano is None:
+        raise ValueError("hfl_losses: the articulation3d term has a weight but no MANO layer was given (mano=)")
+    terms = {**hand_loss_terms(outputs, batch, mano if w["articulation3d"] else None), **object_loss_terms(outputs, batch)}
     if not terms:
         raise ValueError("hfl_losses: the batch has neither a hand annotation ('joints3d') nor an object mask "
                          "('obj_mask'); nothing to train on")

@@ -7,9 +7,16 @@ them x100); thresholds are in metres; ``rep_px`` is in pixels.
 Hand (per sample, ``[B]``):
     :func:`mpjpe` (root-aligned, Dex-YCB), :func:`pa_mpjpe`, :func:`pa_mpvpe` (Procrustes-aligned,
     HO3D and Dex-YCB), :func:`f_score` / :func:`f_scores` at 5 and 15 mm (HO3D).
+Articulation (per sample, ``[B]``; not in the paper, but the measures that see the fingers):
+    :func:`finger_angle_error` (degrees), :func:`articulation_mpjpe` (mm). After Procrustes
+    alignment a hand in the mean pose already scores close to a good prediction's PA-MPJPE, so a
+    network whose fingers never move can look fine on the paper's metrics; these two cannot.
 Object (per sample, ``[B]``):
     :func:`add`, :func:`add_s` (mm), :func:`add_01d` (bool: ADD, or ADD-S for symmetric objects,
     below 10% of the diameter), :func:`rep_px`.
+Object votes (per cell): :func:`vote_errors`, the pixel error of every cell's vote and the cell's
+    distance from the point it votes for (the votes of cells near a point are the ones that
+    should be good).
 Whole evaluations: :class:`MetricTable` / :func:`evaluate_table`.
 """
 from __future__ import annotations
@@ -21,6 +28,7 @@ import torch
 
 from .geometry.camera import project_points, transform_points
 from .geometry.procrustes import procrustes_align
+from .geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle, relative_angle
 
 __all__ = [
     "DEXYCB_SYMMETRIC_OBJECTS",
@@ -30,10 +38,13 @@ __all__ = [
     "pa_mpvpe",
     "f_score",
     "f_scores",
+    "finger_angle_error",
+    "articulation_mpjpe",
     "add",
     "add_s",
     "add_01d",
     "rep_px",
+    "vote_errors",
     "MetricTable",
     "evaluate_table",
 ]
@@ -62,23 +73,32 @@ def mpjpe(pred: torch.Tensor, gt: torch.Tensor, root: int | None = 0) -> torch.T
     return (pred - gt).norm(dim=-1).mean(-1) * _MM
 
 
+def _official_align(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """The official HO3D alignment (``align_w_scale``): scale, translation and an orthogonal
+    matrix that may be a reflection. For a reasonable prediction the best orthogonal matrix is
+    a rotation and this equals the proper similarity fit; a mirrored or very poor prediction
+    can score lower than under a rotation-only fit, exactly as on the HO3D leaderboard."""
+    return procrustes_align(pred, gt, allow_reflection=True)
+
+
 def pa_mpjpe(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-    """Mean per-joint error after similarity Procrustes alignment of ``pred`` to ``gt``.
+    """Mean per-joint error after Procrustes alignment of ``pred`` to ``gt``, as HO3D scores it.
 
     ``pred, gt [B, J, 3]`` metres -> ``[B]`` millimetres. Alignment removes scale, rotation
-    and translation (:func:`hfl_lite.geometry.procrustes_align`).
+    and translation with the official HO3D evaluation's convention, which allows a reflection
+    (:func:`hfl_lite.geometry.procrustes_align` with ``allow_reflection=True``).
     """
     _check_pair(pred, gt, "pa_mpjpe")
-    return (procrustes_align(pred, gt) - gt).norm(dim=-1).mean(-1) * _MM
+    return (_official_align(pred, gt) - gt).norm(dim=-1).mean(-1) * _MM
 
 
 def pa_mpvpe(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-    """Mean per-vertex error after similarity Procrustes alignment (the mesh's PA error).
+    """Mean per-vertex error after the official HO3D Procrustes alignment (see :func:`pa_mpjpe`).
 
     ``pred, gt [B, 778, 3]`` metres -> ``[B]`` millimetres.
     """
     _check_pair(pred, gt, "pa_mpvpe")
-    return (procrustes_align(pred, gt) - gt).norm(dim=-1).mean(-1) * _MM
+    return (_official_align(pred, gt) - gt).norm(dim=-1).mean(-1) * _MM
 
 
 def _nearest_both_ways(a: torch.Tensor, b: torch.Tensor, budget: int = 1 << 24) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,7 +135,8 @@ def f_scores(pred_verts: torch.Tensor, gt_verts: torch.Tensor, thresholds: Seque
              align: bool = True) -> torch.Tensor:
     """F-scores at several thresholds, as the HO3D evaluation computes them: ``[B, T]`` in [0, 1].
 
-    With ``align`` (HO3D's protocol) ``pred`` is first Procrustes-aligned to ``gt``. Precision is
+    With ``align`` (HO3D's protocol) ``pred`` is first Procrustes-aligned to ``gt`` as the official
+    evaluation does it (reflections allowed, see :func:`pa_mpjpe`). Precision is
     the share of predicted points whose nearest ground-truth point is closer than the threshold,
     recall the share of ground-truth points whose nearest predicted point is; F = 2PR / (P + R)
     (0 when both are 0).
@@ -128,7 +149,7 @@ def f_scores(pred_verts: torch.Tensor, gt_verts: torch.Tensor, thresholds: Seque
         raise ValueError(f"f_scores: pred_verts and gt_verts must be [B, V, 3], got {tuple(pred_verts.shape)} and {tuple(gt_verts.shape)}")
     if align:
         _check_pair(pred_verts, gt_verts, "f_scores (align=True)")
-        pred_verts = procrustes_align(pred_verts, gt_verts)
+        pred_verts = _official_align(pred_verts, gt_verts)
     d_pred, d_gt = _nearest_both_ways(pred_verts, gt_verts)
     th = torch.as_tensor(list(thresholds), dtype=d_pred.dtype, device=d_pred.device)
     precision = (d_pred.unsqueeze(-1) < th).to(d_pred.dtype).mean(1)  # [B, T]
@@ -140,6 +161,51 @@ def f_scores(pred_verts: torch.Tensor, gt_verts: torch.Tensor, thresholds: Seque
 def f_score(pred_verts: torch.Tensor, gt_verts: torch.Tensor, threshold: float, align: bool = True) -> torch.Tensor:
     """F-score at one ``threshold`` (metres): ``[B]`` in [0, 1]. See :func:`f_scores`."""
     return f_scores(pred_verts, gt_verts, (threshold,), align=align)[:, 0]
+
+
+def _joint_rotations(pose: torch.Tensor, name: str) -> torch.Tensor:
+    """MANO joint rotations ``[B, 16, 3, 3]`` from matrices, or from axis-angles ``[B, 48]``."""
+    if pose.ndim == 2 and pose.shape[-1] == 48:
+        return axis_angle_to_matrix(pose.reshape(-1, 16, 3))
+    if pose.ndim == 4 and pose.shape[1:] == (16, 3, 3):
+        return pose
+    raise ValueError(f"{name} must be [B, 16, 3, 3] rotation matrices or [B, 48] axis-angles, got {tuple(pose.shape)}")
+
+
+def finger_angle_error(pred_pose: torch.Tensor, gt_pose: torch.Tensor) -> torch.Tensor:
+    """Mean geodesic angle between the predicted and true local rotations of the 15 finger joints.
+
+    ``pred_pose, gt_pose``: MANO poses, ``[B, 16, 3, 3]`` matrices or ``[B, 48]`` axis-angles
+    (flat-hand-mean convention; joint 0, the global rotation, is left out). Returns ``[B]`` degrees.
+    """
+    pr, gr = _joint_rotations(pred_pose, "pred_pose"), _joint_rotations(gt_pose, "gt_pose")
+    if pr.shape != gr.shape:
+        raise ValueError(f"finger_angle_error: {tuple(pr.shape)} and {tuple(gr.shape)} poses")
+    return torch.rad2deg(relative_angle(pr[:, 1:], gr[:, 1:].to(pr.dtype))).mean(-1)
+
+
+def articulation_mpjpe(pred_pose: torch.Tensor, gt_pose: torch.Tensor, gt_shape: torch.Tensor,
+                       mano_layer: torch.nn.Module) -> torch.Tensor:
+    """Joint error of the predicted *finger* rotations alone: ``[B]`` millimetres.
+
+    The predicted fingers are posed with the true global rotation and the true shape, and
+    compared, joint by joint and root-aligned, with the true hand from the same MANO layer; so
+    only the 15 finger rotations differ between the two hands.
+
+    Args:
+        pred_pose, gt_pose: ``[B, 16, 3, 3]`` or ``[B, 48]`` (as :func:`finger_angle_error`).
+        gt_shape: ``[B, 10]`` true shape values.
+        mano_layer: a right-hand ``hfl_lite.mano.ManoLayer(use_pca=False, flat_hand_mean=True)``
+            (millimetre outputs).
+    """
+    pr = _joint_rotations(pred_pose, "pred_pose")
+    gr = _joint_rotations(gt_pose, "gt_pose").to(pr.dtype)
+    mixed = torch.cat([gr[:, :1], pr[:, 1:]], dim=1)
+    dtype = next(mano_layer.buffers()).dtype
+    shape = gt_shape.to(dtype)
+    _, pred_joints = mano_layer(matrix_to_axis_angle(mixed).flatten(1).to(dtype), shape)
+    _, gt_joints = mano_layer(matrix_to_axis_angle(gr).flatten(1).to(dtype), shape)
+    return mpjpe(pred_joints / _MM, gt_joints / _MM).to(pr.dtype)
 
 
 def _posed(points: torch.Tensor, R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -216,6 +282,33 @@ def rep_px(R_pred: torch.Tensor, t_pred: torch.Tensor, R_gt: torch.Tensor, t_gt:
     return _masked_mean((p - g).norm(dim=-1), mask)
 
 
+def vote_errors(conf_logits: torch.Tensor, offset: torch.Tensor, obj_box: torch.Tensor,
+                ctrl2d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """How far each cell's vote lands from the true control point, and how far the cell is from it.
+
+    Args:
+        conf_logits ``[B, K, R, R]``, offset ``[B, K, 2, R, R]``: the object decoder's outputs.
+        obj_box: ``[B, 4]`` the boxes the network's ROI used (crop px).
+        ctrl2d: ``[B, K, 2]`` the true projected control points (crop px).
+
+    Returns:
+        ``error [B, K, R*R]`` pixels between each vote (:func:`hfl_lite.geometry.decode_votes`)
+        and its point, and ``cells [B, K, R*R]`` the Chebyshev distance, in cells, from each cell
+        centre to the point (``cells <= 1``: the 3 x 3 cells around it). A cell that votes for
+        itself (zero offset) misses by the distance from its centre to the point.
+    """
+    from .geometry.voting import cell_centres, decode_votes
+
+    points, _ = decode_votes(conf_logits, offset, obj_box)
+    error = (points - ctrl2d[:, :, None, :].to(points.dtype)).norm(dim=-1)
+    R = conf_logits.shape[-1]
+    size = (obj_box[:, 2:] - obj_box[:, :2]).to(points.dtype)
+    point_cells = (ctrl2d.to(points.dtype) - obj_box[:, None, :2]) / size[:, None] * R  # [B, K, 2] in cells
+    centres = cell_centres(R, points.dtype, points.device).reshape(1, 1, R * R, 2) * R
+    cells = (centres - point_cells[:, :, None]).abs().amax(-1)
+    return error, cells
+
+
 def _as_batch(x, ndim: int) -> torch.Tensor:
     x = torch.as_tensor(x)
     return x.unsqueeze(0) if x.ndim == ndim - 1 else x
@@ -224,7 +317,8 @@ def _as_batch(x, ndim: int) -> torch.Tensor:
 class MetricTable:
     """Accumulates per-sample results over a whole evaluation and summarises them.
 
-    Hand results (mm, and F-scores) and object results (ADD, ADD-S in mm, ADD-0.1D hits,
+    Hand results (mm, and F-scores), articulation results (finger angle in degrees,
+    articulation MPJPE in mm) and object results (ADD, ADD-S in mm, ADD-0.1D hits,
     reprojection px, per object name) are stored per sample; :meth:`summary` averages them
     and :meth:`to_markdown` prints the paper's tables.
 
@@ -232,14 +326,18 @@ class MetricTable:
         symmetric_objects: object names scored with ADD-S in ADD-0.1D; pass
             :data:`DEXYCB_SYMMETRIC_OBJECTS` for Dex-YCB, nothing for HO3D (the paper uses plain
             ADD there).
+        mano_root: the MANO files the poses refer to, for :meth:`add_articulation` (``None``:
+            the stand-in hand, see :mod:`hfl_lite.mano`).
     """
 
-    HAND_KEYS = ("mpjpe", "pa_mpjpe", "pa_mpvpe", "f5", "f15")
+    HAND_KEYS = ("mpjpe", "pa_mpjpe", "pa_mpvpe", "f5", "f15", "finger_deg", "articulation_mpjpe")
 
-    def __init__(self, symmetric_objects: Iterable[str] = ()):
+    def __init__(self, symmetric_objects: Iterable[str] = (), mano_root=None):
         self.symmetric_objects = frozenset(symmetric_objects)
+        self.mano_root = mano_root
         self.hand: dict[str, list[float]] = defaultdict(list)
         self.objects: list[dict] = []
+        self._mano = None
 
     def add_hand(self, pred_joints: torch.Tensor, gt_joints: torch.Tensor,
                  pred_verts: torch.Tensor | None = None, gt_verts: torch.Tensor | None = None) -> None:
@@ -253,6 +351,21 @@ class MetricTable:
             f = f_scores(pv, gv)
             self.hand["f5"] += f[:, 0].tolist()
             self.hand["f15"] += f[:, 1].tolist()
+
+    def add_articulation(self, pred_pose: torch.Tensor, gt_pose: torch.Tensor, gt_shape: torch.Tensor) -> None:
+        """Add a batch of finger articulations: poses ``[B, 16, 3, 3]`` or ``[B, 48]``, true shape
+        ``[B, 10]`` (see :func:`finger_angle_error`, :func:`articulation_mpjpe`)."""
+        if self._mano is None:
+            from .mano import ManoLayer
+
+            self._mano = ManoLayer(mano_root=self.mano_root, side="right", use_pca=False, flat_hand_mean=True,
+                                   center_idx=0, dtype=torch.float64)
+        pp = _as_batch(pred_pose, 2 if pred_pose.shape[-1] == 48 else 4).detach().double().cpu()
+        gp = _as_batch(gt_pose, 2 if gt_pose.shape[-1] == 48 else 4).detach().double().cpu()
+        gs = _as_batch(gt_shape, 2).detach().double().cpu()
+        with torch.no_grad():
+            self.hand["finger_deg"] += finger_angle_error(pp, gp).tolist()
+            self.hand["articulation_mpjpe"] += articulation_mpjpe(pp, gp, gs, self._mano).tolist()
 
     def add_object(self, names: str | Sequence[str], R_pred: torch.Tensor, t_pred: torch.Tensor, R_gt: torch.Tensor,
                    t_gt: torch.Tensor, points: torch.Tensor, diameter, K: torch.Tensor | None = None,
@@ -281,9 +394,11 @@ class MetricTable:
         per-object ADD-0.1D percentages, their mean over objects (the paper's "average") and
         over samples."""
         out: dict = {"num_hand": len(self.hand["pa_mpjpe"]), "num_objects": len(self.objects)}
-        for key in ("mpjpe", "pa_mpjpe", "pa_mpvpe"):
+        for key in ("mpjpe", "pa_mpjpe", "pa_mpvpe", "articulation_mpjpe"):
             if self.hand[key]:
                 out[f"{key}_mm"] = sum(self.hand[key]) / len(self.hand[key])
+        if self.hand["finger_deg"]:
+            out["finger_angle_deg"] = sum(self.hand["finger_deg"]) / len(self.hand["finger_deg"])
         for key in ("f5", "f15"):
             if self.hand[key]:
                 out[f"{key}_pct"] = 100 * sum(self.hand[key]) / len(self.hand[key])
@@ -306,7 +421,8 @@ class MetricTable:
         s = self.summary()
         lines = []
         labels = [("mpjpe_mm", "MPJPE (mm)"), ("pa_mpjpe_mm", "PA-MPJPE (mm)"), ("pa_mpvpe_mm", "PA-MPVPE (mm)"),
-                  ("f5_pct", "F@5mm (%)"), ("f15_pct", "F@15mm (%)")]
+                  ("f5_pct", "F@5mm (%)"), ("f15_pct", "F@15mm (%)"), ("finger_angle_deg", "finger angle error (deg)"),
+                  ("articulation_mpjpe_mm", "articulation MPJPE (mm)")]
         rows = [(label, s[key]) for key, label in labels if key in s]
         if rows:
             lines += [f"| hand ({s['num_hand']} samples) | value |", "|---|---:|"]

@@ -47,7 +47,11 @@ class Preset:
                            the hourglass and the hand encoder each halve it four times
         attention_heads:   heads of every attention block
         mano_hidden:       widths of the fully connected layers before the MANO pose/shape outputs
+        imagenet_backbone: whether ``HFLNet``/``train`` start the backbone from ImageNet weights by
+                           default (only possible for backbone_width 64, the paper's ResNet-50)
     Training (used by hfl_lite.training)
+        loss_weights:      ``(term, weight)`` pairs that replace entries of
+                           :data:`hfl_lite.losses.LOSS_WEIGHTS` (the paper's); empty for "paper"
         batch_size, lr, weight_decay (Adam), lr_gamma (step decay factor),
         schedules:         per-dataset ``Schedule`` as ``(dataset name, Schedule)`` pairs;
                            read them with :meth:`schedule`
@@ -60,6 +64,8 @@ class Preset:
     roi_size: int
     attention_heads: int
     mano_hidden: tuple[int, ...]
+    imagenet_backbone: bool
+    loss_weights: tuple[tuple[str, float], ...]
     batch_size: int
     lr: float
     weight_decay: float
@@ -71,6 +77,9 @@ class Preset:
             raise ValueError(f"Preset {self.name!r}: image_size must be a multiple of 32, got {self.image_size}")
         if self.roi_size % 16 != 0:
             raise ValueError(f"Preset {self.name!r}: roi_size must be a multiple of 16, got {self.roi_size}")
+        if self.imagenet_backbone and self.backbone_width != 64:
+            raise ValueError(f"Preset {self.name!r}: imagenet_backbone needs backbone_width 64 (ResNet-50), "
+                             f"got {self.backbone_width}")
         if self.fpn_channels % (2 * self.attention_heads) != 0:
             raise ValueError(
                 f"Preset {self.name!r}: fpn_channels ({self.fpn_channels}) must be divisible by "
@@ -100,6 +109,8 @@ PRESETS: dict[str, Preset] = {
         roi_size=32,
         attention_heads=4,
         mano_hidden=(1024, 512),
+        imagenet_backbone=True,
+        loss_weights=(),
         batch_size=64,
         lr=1e-4,
         weight_decay=5e-4,
@@ -114,6 +125,8 @@ PRESETS: dict[str, Preset] = {
         roi_size=16,
         attention_heads=4,
         mano_hidden=(256, 128),
+        imagenet_backbone=False,
+        loss_weights=(),
         batch_size=16,
         lr=1e-4,
         weight_decay=5e-4,

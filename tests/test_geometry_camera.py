@@ -78,6 +78,30 @@ def test_similarity_procrustes_matches_scipy():
         np.testing.assert_allclose(aligned[b], ref, atol=1e-9)
 
 
+def test_procrustes_reflection_setting_against_scipy():
+    """A mirrored point set is aligned exactly only when reflections are allowed; then the fit is
+    SciPy's orthogonal Procrustes (no determinant constraint) with the least-squares scale."""
+    rng = np.random.default_rng(5)
+    src = rng.normal(size=(3, 30, 3))
+    R_true = Rotation.random(3, random_state=5).as_matrix()
+    dst = 0.8 * np.einsum("bij,bnj->bni", R_true, src * np.array([1.0, -1.0, 1.0])) + 0.4  # a mirror image
+    proper = procrustes_align(torch.from_numpy(src), torch.from_numpy(dst)).numpy()
+    free = procrustes_align(torch.from_numpy(src), torch.from_numpy(dst), allow_reflection=True).numpy()
+    _, R_free, _ = fit_similarity(torch.from_numpy(src), torch.from_numpy(dst), allow_reflection=True)
+    np.testing.assert_allclose(free, dst, atol=1e-9)
+    np.testing.assert_allclose(torch.linalg.det(R_free).numpy(), -np.ones(3), atol=1e-9)
+    assert np.linalg.norm(proper - dst, axis=-1).mean() > 0.1  # a rotation cannot undo a mirror
+    for b in range(3):
+        a0, b0 = src[b] - src[b].mean(0), dst[b] - dst[b].mean(0)
+        Q, sigma = orthogonal_procrustes(a0, b0)
+        np.testing.assert_allclose(free[b], sigma / (a0 ** 2).sum() * a0 @ Q + dst[b].mean(0), atol=1e-9)
+    # for a proper (unmirrored) target both settings agree
+    same = np.einsum("bij,bnj->bni", R_true, src) + 0.05 * rng.normal(size=src.shape)
+    np.testing.assert_allclose(procrustes_align(torch.from_numpy(src), torch.from_numpy(same)).numpy(),
+                               procrustes_align(torch.from_numpy(src), torch.from_numpy(same), allow_reflection=True).numpy(),
+                               atol=1e-9)
+
+
 def test_rigid_fit_is_exact_and_proper():
     rng = np.random.default_rng(2)
     src = torch.from_numpy(rng.normal(size=(4, 10, 3)))

@@ -167,6 +167,30 @@ def test_centering_and_translation(test_assets):
     np.testing.assert_allclose(joints.numpy(), uncentred.numpy() + trans[:, None] * 1000, atol=1e-8)
 
 
+def test_manopth_keyword_names(test_assets):
+    """Calls written for manopth (``th_pose_coeffs``, ``th_betas``, ``th_trans``, with manopth's
+    default ``th_trans=torch.zeros(1)``) give what the native call gives, checked against the
+    reference forward."""
+    root, assets = test_assets
+    layer = ManoLayer(mano_root=root, use_pca=True, ncomps=6, center_idx=0, dtype=torch.float64)
+    rng = np.random.default_rng(4)
+    pose, betas = _random_inputs(rng, 2, 3 + 6)
+    trans = rng.normal(scale=0.1, size=(2, 3))
+    tp, tb, tt = (torch.from_numpy(x) for x in (pose, betas, trans))
+    rot = rotvecs_to_matrices(full_pose(assets["right"], pose, True, 6, True))
+    ref_v, ref_j = reference_forward(assets["right"], rot, betas, "right", center_idx=0)
+    for verts, joints in (layer(tp, tb), layer(th_pose_coeffs=tp, th_betas=tb),
+                          layer(th_pose_coeffs=tp, th_betas=tb, th_trans=torch.zeros(1, dtype=torch.float64))):
+        np.testing.assert_allclose(verts.numpy(), ref_v, atol=1e-8)
+        np.testing.assert_allclose(joints.numpy(), ref_j, atol=1e-8)
+    for a, b in zip(layer(tp, tb, tt), layer(th_pose_coeffs=tp, th_betas=tb, th_trans=tt)):
+        assert torch.equal(a, b)
+    with pytest.raises(TypeError, match="th_betas"):
+        layer(tp, tb, th_betas=tb)
+    with pytest.raises(TypeError, match="th_pose_coeffs"):
+        layer(th_betas=tb)
+
+
 @pytest.mark.parametrize("flat_shape", [True, False])
 def test_rotmat_mode(test_assets, flat_shape):
     root, assets = test_assets

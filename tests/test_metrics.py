@@ -1,4 +1,6 @@
 """Metrics against closed-form cases and brute-force loop references."""
+import math
+
 import cv2
 import numpy as np
 import pytest
@@ -7,8 +9,8 @@ from scipy.linalg import orthogonal_procrustes
 from scipy.spatial.transform import Rotation
 
 from hfl_lite.geometry import axis_angle_to_matrix
-from hfl_lite.metrics import (DEXYCB_SYMMETRIC_OBJECTS, add, add_01d, add_s, evaluate_table, f_score, f_scores,
-                              mpjpe, pa_mpjpe, pa_mpvpe, rep_px)
+from hfl_lite.metrics import (DEXYCB_SYMMETRIC_OBJECTS, MetricTable, add, add_01d, add_s, articulation_mpjpe,
+                              evaluate_table, f_score, f_scores, finger_angle_error, mpjpe, pa_mpjpe, pa_mpvpe, rep_px)
 
 
 def rand_rot(b, seed):
@@ -38,6 +40,33 @@ def test_pa_errors_against_scipy():
     ref = [np.linalg.norm(scipy_align(pred[b], gt[b]) - gt[b], axis=1).mean() * 1000 for b in range(4)]
     np.testing.assert_allclose(ours, ref, rtol=1e-9)
     assert pa_mpvpe(torch.from_numpy(gt * 2 + 1), torch.from_numpy(gt)).max() < 1e-9
+
+
+def official_align_w_scale(gt, pred):
+    """The official HO3D evaluation's alignment (``align_w_scale``) written out with NumPy/SciPy:
+    centre both sets, normalise each to unit Frobenius norm, fit an orthogonal matrix (which may
+    be a reflection) and a scale, and move ``pred`` onto ``gt``."""
+    t1, t2 = gt.mean(0), pred.mean(0)
+    g, p = gt - t1, pred - t2
+    s1, s2 = np.linalg.norm(g) + 1e-8, np.linalg.norm(p) + 1e-8
+    R, s = orthogonal_procrustes(g / s1, p / s2)
+    return (p / s2) @ R.T * s * s1 + t1
+
+
+def test_pa_errors_follow_the_official_ho3d_alignment_with_reflections():
+    """PA-MPJPE/PA-MPVPE/F-score align as HO3D's evaluation does, which admits a mirror image: a
+    mirrored hand scores (almost) zero, and poor predictions score as on the leaderboard."""
+    rng = np.random.default_rng(3)
+    gt = rng.normal(scale=0.05, size=(5, 21, 3))
+    mirrored = gt * np.array([-1.0, 1.0, 1.0]) + 0.3
+    poor = gt + rng.normal(scale=0.03, size=gt.shape)  # 30 mm joint noise
+    for pred in (mirrored, poor):
+        ref = [np.linalg.norm(official_align_w_scale(gt[b], pred[b]) - gt[b], axis=1).mean() * 1000 for b in range(5)]
+        np.testing.assert_allclose(pa_mpjpe(torch.from_numpy(pred), torch.from_numpy(gt)).numpy(), ref, rtol=1e-6, atol=1e-4)
+        np.testing.assert_allclose(pa_mpvpe(torch.from_numpy(pred), torch.from_numpy(gt)).numpy(), ref, rtol=1e-6, atol=1e-4)  # official adds 1e-8 to norms
+    assert pa_mpjpe(torch.from_numpy(mirrored), torch.from_numpy(gt)).max() < 1e-6
+    # the F-score's alignment is the same one: a mirrored mesh is a perfect match
+    assert f_score(torch.from_numpy(mirrored), torch.from_numpy(gt), 0.005).min() == 1.0
 
 
 def brute_f(pred, gt, th):
@@ -165,3 +194,95 @@ def test_metric_table():
         evaluate_table([dict(pred_joints=pred_j[0])])
     with pytest.raises(ValueError, match="pred and gt"):
         mpjpe(pred_j, gt_j[:, :20])
+
+
+# ---------------------------------------------------------------- articulation
+
+
+def test_finger_angle_error_known_angles():
+    """Every finger joint turned by a known angle (about a random axis) gives that angle; the
+    global rotation (joint 0) does not count; matrices and axis-angles agree."""
+    rng = np.random.default_rng(7)
+    gt = torch.from_numpy(rng.normal(scale=0.3, size=(3, 48)))
+    angles = torch.tensor([5.0, 10.0, 40.0], dtype=torch.float64)
+    axes = torch.nn.functional.normalize(torch.from_numpy(rng.normal(size=(3, 15, 3))), dim=-1)
+    turn = axis_angle_to_matrix(axes * torch.deg2rad(angles)[:, None, None])  # [3, 15, 3, 3]
+    gt_rot = axis_angle_to_matrix(gt.view(3, 16, 3))
+    pred_rot = gt_rot.clone()
+    pred_rot[:, 1:] = gt_rot[:, 1:] @ turn
+    pred_rot[:, 0] = rand_rot(3, 8)  # a wrong global rotation is not a finger error
+    err = finger_angle_error(pred_rot, gt)
+    np.testing.assert_allclose(err.numpy(), angles.numpy(), atol=1e-6)
+    from hfl_lite.geometry import matrix_to_axis_angle
+    np.testing.assert_allclose(finger_angle_error(matrix_to_axis_angle(pred_rot).reshape(3, 48), gt_rot).numpy(),
+                               angles.numpy(), atol=1e-5)
+    assert finger_angle_error(gt, gt).abs().max() < 1e-5  # tiny angles stay accurate (atan2, not arccos)
+    with pytest.raises(ValueError, match="pred_pose"):
+        finger_angle_error(torch.zeros(3, 45), gt)
+
+
+@pytest.fixture(scope="module")
+def right_layer():
+    import warnings
+
+    from hfl_lite.mano import ManoLayer
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ManoLayer(side="right", use_pca=False, flat_hand_mean=True, center_idx=0, dtype=torch.float64)
+
+
+def test_articulation_mpjpe_sees_only_the_fingers(right_layer):
+    rng = np.random.default_rng(9)
+    gt = torch.from_numpy(rng.normal(scale=0.3, size=(4, 48)))
+    shape = torch.from_numpy(rng.normal(size=(4, 10)))
+    # the same fingers under another global rotation: no articulation error, a large plain error
+    other_global = gt.clone()
+    other_global[:, :3] = torch.from_numpy(rng.normal(scale=1.0, size=(4, 3)))
+    assert articulation_mpjpe(other_global, gt, shape, right_layer).abs().max() < 1e-9
+    _, j_other = right_layer(other_global, shape)
+    _, j_gt = right_layer(gt, shape)
+    assert mpjpe(j_other / 1000, j_gt / 1000).min() > 5.0
+    # other fingers under the true global rotation: exactly the root-aligned MPJPE of the two hands
+    fingers = gt.clone()
+    fingers[:, 3:] = torch.from_numpy(rng.normal(scale=0.3, size=(4, 45)))
+    _, j_fingers = right_layer(fingers, shape)
+    expected = mpjpe(j_fingers / 1000, j_gt / 1000)
+    np.testing.assert_allclose(articulation_mpjpe(fingers, gt, shape, right_layer).numpy(), expected.numpy(), rtol=1e-9)
+    # larger finger turns, larger error
+    errors = [float(articulation_mpjpe(gt + torch.cat([torch.zeros(4, 3), s * (fingers - gt)[:, 3:]], 1), gt, shape,
+                                       right_layer).mean()) for s in (0.25, 0.5, 1.0)]
+    assert errors[0] < errors[1] < errors[2]
+
+
+def test_metric_table_reports_articulation():
+    rng = np.random.default_rng(10)
+    gt = torch.from_numpy(rng.normal(scale=0.3, size=(2, 48)))
+    pred = gt.clone()
+    pred[:, 3:] += 0.2
+    table = MetricTable()
+    table.add_articulation(axis_angle_to_matrix(pred.view(2, 16, 3)), gt, torch.zeros(2, 10, dtype=torch.float64))
+    table.add_articulation(gt[0], gt[0], torch.zeros(10, dtype=torch.float64))  # a single sample, no batch dimension
+    s = table.summary()
+    expected = torch.cat([finger_angle_error(pred, gt), torch.zeros(1, dtype=torch.float64)]).mean()
+    assert s["finger_angle_deg"] == pytest.approx(float(expected))
+    assert s["articulation_mpjpe_mm"] > 0
+    md = table.to_markdown()
+    assert "finger angle error (deg)" in md and "articulation MPJPE (mm)" in md
+
+
+def test_vote_errors_known_cases():
+    from hfl_lite.geometry import offset_targets
+    from hfl_lite.metrics import vote_errors
+
+    R = 4
+    box = torch.tensor([[10.0, 20.0, 50.0, 60.0]], dtype=torch.float64)  # 10 px cells
+    ctrl = torch.tensor([[[27.0, 44.0], [10.0, 20.0]]], dtype=torch.float64)  # K = 2
+    logits = torch.zeros(1, 2, R, R, dtype=torch.float64)
+    perfect, cells = vote_errors(logits, offset_targets(ctrl, box, R), box, ctrl)
+    assert perfect.abs().max() < 1e-9
+    zero, _ = vote_errors(logits, torch.zeros(1, 2, 2, R, R, dtype=torch.float64), box, ctrl)
+    # cell (row 2, col 1) is centred at (25, 45): 2.236 px from the first point, and in its cell
+    assert zero[0, 0, 2 * R + 1].item() == pytest.approx(math.hypot(2.0, 1.0))
+    # the point lies at (1.7, 2.4) in cell units, that cell's centre at (1.5, 2.5): 0.2 cells away
+    assert cells[0, 0, 2 * R + 1].item() == pytest.approx(0.2)
+    assert cells[0, 1, 0].item() == pytest.approx(0.5) and cells[0, 1, R * R - 1].item() == pytest.approx(3.5)

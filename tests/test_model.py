@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import math
 import urllib.error
+from dataclasses import replace
 
 import pytest
 import torch
@@ -16,7 +17,9 @@ from hfl_lite.model import (
     HAND_VARIANTS,
     OBJECT_VARIANTS,
     PAPER_VARIANTS,
+    ROI_CONVENTIONS,
     AttentionBlock,
+    HandDecoder,
     HandInteraction,
     HFLNet,
     ObjectDecoder,
@@ -27,10 +30,14 @@ from hfl_lite.model import (
     pool,
     soft_argmax,
 )
+from hfl_lite.model import hflnet as hflnet_module
 from hfl_lite.presets import get_preset
 
 CPU = get_preset("cpu")
 PAPER = get_preset("paper")
+# the paper's widths (so that the weight statistics have enough samples) at the CPU's resolution
+PAPER_SIZED_CPU = replace(PAPER, name="paper-widths", image_size=CPU.image_size, roi_size=CPU.roi_size,
+                          imagenet_backbone=False)
 
 
 def n_params(module: nn.Module) -> int:
@@ -90,6 +97,22 @@ def test_paper_parameter_counts_match_table5():
     assert abs(n_params(double) - 50.15e6) <= 0.02e6
     stem = n_params(double.hand.resnet.conv1) + n_params(double.hand.resnet.bn1)
     assert round((n_params(double) - stem) / 1e6, 2) == 50.15  # the paper's number: share conv1 + bn1
+
+
+def test_paper_network_has_the_reference_code_parameter_count():
+    """46,080,659 parameters, module by module as the reference network (chapters 4 and 6 print
+    the same table); the hand decoder's encoder has 4 stages of 2 residual blocks."""
+    with torch.device("meta"):
+        model = HFLNet(PAPER, pretrained=False)
+    per_module = {name: n_params(child) for name, child in model.named_children()}
+    assert per_module == {"backbone": 34_974_272, "hand_interaction": 2_888_704, "object_interaction": 723_456,
+                          "hand_decoder": 6_491_540, "object_decoder": 1_002_687}
+    assert n_params(model) == 46_080_659
+    encoder = model.hand_decoder.encoder
+    assert [len(stage) - 1 for stage in encoder.stages] == [2, 2, 2, 2]  # blocks per stage, then the max-pool
+    # one pre-activation bottleneck 256 -> 256 (three BN + conv pairs); the encoder has eight
+    block = 2 * 256 + (256 * 128 + 128) + 2 * 128 + (9 * 128 * 128 + 128) + 2 * 128 + (128 * 256 + 256)
+    assert n_params(encoder.stages) == 8 * block
 
 
 def test_hfl_backbone_parameter_groups_partition_the_module():
@@ -207,16 +230,20 @@ def test_intersection_boxes_against_loop():
     assert valid.tolist() == [True, False, True, False]  # touching edges do not overlap
 
 
-def test_roi_align_convention_bin_centres():
+@pytest.mark.parametrize("convention", list(ROI_CONVENTIONS))
+def test_roi_align_convention_bin_centres(convention):
     # A stride-4 map whose value is the feature x index: bilinear sampling is exact on it, so
     # pooled values reveal where the bins are centred (documented in hfl_lite.model.roi).
+    # Feature cell k covers pixels [4k, 4k + 4), so the exact sample for pixel x reads x/4 - 0.5;
+    # the reference's aligned=False reads x/4, i.e. 2 pixels (half a cell) further on.
     w = 32
     ramp = torch.arange(w, dtype=torch.float32).view(1, 1, 1, w).expand(1, 1, w, w).contiguous()
     box = boxes([[30.0, 40.0, 70.0, 72.0]])
     r = 8
-    pooled = pool(ramp, box, r, stride=4)[0, 0]
+    pooled = pool(ramp, box, r, stride=4, aligned=ROI_CONVENTIONS[convention]["aligned"])[0, 0]
     centres_px = 30.0 + (torch.arange(r) + 0.5) * 40.0 / r
-    assert torch.allclose(pooled[0], centres_px / 4 - 0.5, atol=1e-5)
+    shift = 0.5 if convention == "exact" else 0.0
+    assert torch.allclose(pooled[0], centres_px / 4 - shift, atol=1e-5)
 
 
 def test_intersection_features_zero_for_disjoint_boxes(net, batch):
@@ -345,6 +372,7 @@ def test_output_shapes_and_consistency_cpu_preset(net, batch):
         "joints2d_norm": (2, 21, 2), "joints2d": (2, 21, 2), "mano_rot6d": (2, 16, 6),
         "mano_rotmat": (2, 16, 3, 3), "mano_pose": (2, 48), "mano_shape": (2, 10), "verts": (2, 778, 3),
         "joints": (2, 21, 3), "obj_conf_logits": (2, 21, r, r), "obj_offset": (2, 21, 2, r, r),
+        "hand_boxes": (2, 4), "obj_boxes": (2, 4),
     }
     assert {k: tuple(v.shape) for k, v in out.items()} == shapes
     assert torch.allclose(out["mano_rotmat"], rot6d_to_matrix(out["mano_rot6d"]))
@@ -357,7 +385,7 @@ def test_output_shapes_and_consistency_cpu_preset(net, batch):
 
 def test_paper_preset_forward_batch1():
     torch.manual_seed(0)
-    model = HFLNet(PAPER).eval()
+    model = HFLNet(PAPER, pretrained=False).eval()
     hand, obj = boxes([[40, 60, 150, 200]]), boxes([[100, 80, 230, 220]])
     with torch.no_grad():
         out = model(torch.rand(1, 3, 256, 256), hand, obj, return_intermediates=True)
@@ -448,19 +476,107 @@ def test_bad_inputs(net, batch):
             net(*args)
 
 
-def test_edge_boxes_give_finite_outputs_and_gradients(net):
+@pytest.mark.parametrize("convention", list(ROI_CONVENTIONS))
+def test_edge_boxes_give_finite_outputs_and_gradients(convention):
     s = CPU.image_size
     torch.manual_seed(6)
+    net = HFLNet(CPU, roi_convention=convention)
     images = torch.rand(4, 3, s, s)
     hand = boxes([[-30, -10, 40, 50], [0, 0, s, s], [60.0, 60.0, 60.5, 60.5], [100, 100, s + 40, s + 90]])
     obj = boxes([[40, 50, 90, 90], [0, 0, s, s], [60.2, 60.2, 61, 61], [0, 0, 20, 20]])
     net.train()
     net.zero_grad()
     out = net(images, hand, obj, return_intermediates=True)
-    assert out["hand_boxes"][0].tolist() == [0, 0, 40, 50]  # clamped to the image
-    assert out["hand_boxes"][3].tolist() == [100, 100, s, s]
+    if convention == "exact":  # clamped to the image
+        assert out["hand_boxes"][0].tolist() == [0, 0, 40, 50]
+        assert out["hand_boxes"][3].tolist() == [100, 100, s, s]
+    else:  # the reference uses the boxes as given
+        assert torch.equal(out["hand_boxes"], hand) and torch.equal(out["obj_boxes"], obj)
     assert out["inter_valid"].tolist() == [False, True, True, False]  # box pair 0 only touches
+    assert torch.allclose(out["joints2d"], out["hand_boxes"][:, None, :2]
+                          + out["joints2d_norm"] * (out["hand_boxes"][:, None, 2:] - out["hand_boxes"][:, None, :2]))
     for key in ("joints2d", "verts", "joints", "obj_conf_logits", "obj_offset", "mano_pose"):
         assert torch.isfinite(out[key]).all(), key
     (hand_loss(out) + object_loss(out)).backward()
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in net.parameters())
+
+
+# ---------------------------------------------------------------- fidelity to the reference code
+
+
+def test_encoder_reads_the_softmax_maps_that_the_soft_argmax_reads(net, batch):
+    """The hand encoder's map input is each joint's spatial softmax (sums to one, the maps the
+    soft-argmax reads), not the raw score maps."""
+    images, hand, obj = batch
+    seen = {}
+    handle = net.hand_decoder.encoder.register_forward_pre_hook(lambda m, args: seen.update(probs=args[0]))
+    try:
+        net.eval()
+        with torch.no_grad():
+            out = net(images, hand, obj, return_intermediates=True)
+    finally:
+        handle.remove()
+    probs = seen["probs"]
+    assert probs.shape == (2, 21, CPU.roi_size, CPU.roi_size)
+    assert torch.allclose(probs.sum(dim=(2, 3)), torch.ones(2, 21), atol=1e-5) and probs.min() >= 0
+    expected_coords, expected_probs = soft_argmax(out["heatmaps"], net.hand_decoder.beta)
+    assert torch.allclose(probs, expected_probs) and torch.allclose(out["heatmap_probs"], expected_probs)
+    assert torch.allclose(out["joints2d_norm"], expected_coords)
+
+
+def test_hand_decoder_uses_leaky_relu_with_the_reference_slope():
+    decoder = HandDecoder(CPU.fpn_channels, CPU.roi_size, CPU.mano_hidden)
+    activations = [m for m in decoder.modules() if isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.ReLU6))]
+    assert activations and all(type(m) is nn.LeakyReLU and m.negative_slope == 0.01 for m in activations)
+    # one per bottleneck (3 each: hourglass 4 levels x 3 + 1 inner, head residual, 8 encoder blocks), the
+    # head's 1x1 block and the fully connected layers
+    assert len(activations) == 3 * (4 * 3 + 1 + 1 + 8) + 1 + len(CPU.mano_hidden)
+
+
+def test_heads_and_attention_start_from_the_reference_initialisation():
+    """Convolutions N(0, 0.001), linear layers N(0, 0.01), biases 0 in the interaction modules and
+    both decoders; the backbone keeps its own initialisation; no offset on the 6D pose output."""
+    torch.manual_seed(7)
+    model = HFLNet(PAPER_SIZED_CPU, pretrained=False)
+    heads = (model.hand_interaction, model.object_interaction, model.hand_decoder, model.object_decoder)
+    convs = [m for h in heads for m in h.modules() if isinstance(m, nn.Conv2d)]
+    linears = [m for h in heads for m in h.modules() if isinstance(m, nn.Linear)]
+    assert len(convs) > 50 and len(linears) > 5
+    conv_w = torch.cat([m.weight.flatten() for m in convs])
+    linear_w = torch.cat([m.weight.flatten() for m in linears])
+    assert conv_w.mean().abs() < 1e-5 and abs(float(conv_w.std()) - 0.001) < 2e-5
+    assert linear_w.mean().abs() < 1e-4 and abs(float(linear_w.std()) - 0.01) < 2e-4
+    for m in convs + linears:  # every layer, not only on average
+        assert abs(float(m.weight.std()) - (0.01 if isinstance(m, nn.Linear) else 0.001)) < 0.35 * float(m.weight.std())
+        assert m.bias is None or torch.count_nonzero(m.bias) == 0
+    assert float(model.backbone.fpn_h.smooth.weight.std()) > 0.005  # PyTorch's default, untouched
+    assert not any(name.startswith("identity") for name, _ in model.hand_decoder.named_buffers())
+    # an attention block starts close to the identity (PyTorch's default initialisation: about 0.25)
+    block = model.hand_interaction.block
+    x = torch.randn(1, block.dim, 4, 4)
+    with torch.no_grad():
+        assert (block(x) - x).norm() < 0.1 * x.norm()
+
+
+def test_pretrained_default_follows_the_preset(monkeypatch):
+    """``HFLNet(pretrained=None)`` asks for ImageNet weights exactly when the preset says so
+    (paper: yes, cpu: no), the same default ``train`` uses."""
+    calls = []
+
+    def fake_build_backbone(kind, preset, pretrained, weights_path, allow_random_init):
+        calls.append(pretrained)
+        return build_backbone(kind, CPU)
+
+    monkeypatch.setattr(hflnet_module, "build_backbone", fake_build_backbone)
+    for preset, expected in ((PAPER, True), (CPU, False)):
+        with torch.device("meta"):
+            HFLNet(preset)
+        assert calls[-1] is expected and preset.imagenet_backbone is expected
+        with torch.device("meta"):
+            HFLNet(preset, pretrained=not expected)
+        assert calls[-1] is (not expected)
+
+
+def test_unknown_roi_convention():
+    with pytest.raises(ValueError, match="roi_convention"):
+        HFLNet(CPU, roi_convention="aligned")

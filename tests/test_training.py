@@ -306,7 +306,7 @@ def test_a_few_steps_on_synthetic_samples_lower_the_loss():
         data = HO3D(HO3D_ROOT, "train", preset.image_size, preset.roi_size)
         batch = torch.utils.data.default_collate([data[i] for i in range(6)])
         model = HFLNet(preset)
-    step = HFLStep(preset.image_size)
+    step = HFLStep()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def loss_now():
@@ -437,7 +437,7 @@ def test_channels_last_weights_give_the_same_step_and_checkpoints(tmp_path):
     nhwc = copy.deepcopy(plain).to(memory_format=torch.channels_last)
     convs = {n: p for n, p in nhwc.named_parameters() if p.ndim == 4}
     assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs.values())
-    step = HFLStep(preset.image_size)
+    step = HFLStep()
     losses = {}
     for name, model in (("plain", plain), ("nhwc", nhwc)):
         losses[name] = step(model, batch)

@@ -14,6 +14,7 @@ __all__ = [
     "rot6d_to_matrix",
     "matrix_to_rot6d",
     "project_to_rotation",
+    "relative_angle",
     "skew",
 ]
 
@@ -133,3 +134,18 @@ def project_to_rotation(m: torch.Tensor) -> torch.Tensor:
     if m.shape[-2:] != (3, 3):
         raise ValueError(f"project_to_rotation: expected [..., 3, 3], got {tuple(m.shape)}")
     return _ProjectToRotation.apply(m)
+
+
+def relative_angle(Ra: torch.Tensor, Rb: torch.Tensor) -> torch.Tensor:
+    """Geodesic angle between rotations ``Ra, Rb [..., 3, 3]``: the angle of ``Ra^T Rb``, in
+    radians in ``[0, pi]`` ``[...]``.
+
+    Computed as ``atan2(|axis part|, cos part)`` of the relative rotation rather than ``arccos`` of
+    the trace, which loses all precision for small angles.
+    """
+    if Ra.shape[-2:] != (3, 3) or Rb.shape[-2:] != (3, 3):
+        raise ValueError(f"relative_angle: expected [..., 3, 3] rotations, got {tuple(Ra.shape)} and {tuple(Rb.shape)}")
+    rel = Ra.transpose(-1, -2) @ Rb
+    cos = (rel.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2
+    axis = torch.stack([rel[..., 2, 1] - rel[..., 1, 2], rel[..., 0, 2] - rel[..., 2, 0], rel[..., 1, 0] - rel[..., 0, 1]], -1)
+    return torch.atan2(axis.norm(dim=-1) / 2, cos)

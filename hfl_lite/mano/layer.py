@@ -20,8 +20,9 @@ The forward pass (MANO, Romero et al. 2017):
    subtracted); everything times 1000 (millimetres).
 
 Differences from manopth: buffers are not saved in ``state_dict`` (a checkpoint never
-carries MANO's data, and loading one never replaces the asset); ``forward`` has no
-``root_palm``/``share_betas`` arguments; 'rotmat' poses may be ``[B,16,3,3]`` or
+carries MANO's data, and loading one never replaces the asset); ``forward`` takes manopth's
+keyword names (``th_pose_coeffs``, ``th_betas``, ``th_trans``) as well as shorter ones, but has
+no ``root_palm``/``share_betas`` arguments; 'rotmat' poses may be ``[B,16,3,3]`` or
 ``[B,144]``; shapes are checked with clear errors.
 """
 from __future__ import annotations
@@ -49,6 +50,13 @@ def _robust_rot6d_to_matrix(x: torch.Tensor) -> torch.Tensor:
     c2 = nn.functional.normalize(mid - orth, dim=-1, eps=1e-8)
     c3 = nn.functional.normalize(torch.cross(c1, c2, dim=-1), dim=-1, eps=1e-8)
     return torch.stack([c1, c2, c3], dim=-1)
+
+
+def _one_of(name: str, value, manopth_value):
+    """The argument ``name`` given either under its own name or under manopth's ``th_<name>``."""
+    if value is not None and manopth_value is not None:
+        raise TypeError(f"ManoLayer.forward: got both {name} and th_{name}; pass one of them")
+    return manopth_value if value is None else value
 
 
 class ManoLayer(nn.Module):
@@ -184,8 +192,10 @@ class ManoLayer(nn.Module):
         return project_to_rotation(pose_coeffs.reshape(batch, 16, 3, 3))
 
     # ------------------------------------------------------------------ forward
-    def forward(self, pose_coeffs: torch.Tensor, betas: torch.Tensor | None = None,
-                trans: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, pose_coeffs: torch.Tensor | None = None, betas: torch.Tensor | None = None,
+                trans: torch.Tensor | None = None, *, th_pose_coeffs: torch.Tensor | None = None,
+                th_betas: torch.Tensor | None = None,
+                th_trans: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Pose and shape the hand.
 
         Args:
@@ -194,12 +204,21 @@ class ManoLayer(nn.Module):
                 or 6 (rot6d) numbers for the global rotation. Radians.
             betas: ``[B, 10]`` (or ``[10]``, shared) shape values; ``None`` = mean shape (as
                 manopth, a one-element tensor also means the mean shape).
-            trans: ``[B, 3]`` translation in metres, added before the conversion to mm.
+            trans: ``[B, 3]`` translation in metres, added before the conversion to mm (as
+                manopth, an all-zero tensor, e.g. its default ``torch.zeros(1)``, means none).
+            th_pose_coeffs, th_betas, th_trans: manopth's names for the same three arguments,
+                so that calls written for manopth (``layer(th_pose_coeffs=..., th_betas=...)``)
+                run unchanged; giving both names of one argument raises ``TypeError``.
 
         Returns:
             verts ``[B, 778, 3]`` and joints ``[B, 21, 3]`` in millimetres (manopth's joint
             order: wrist, thumb, index, middle, ring, little; palm to fingertip).
         """
+        pose_coeffs = _one_of("pose_coeffs", pose_coeffs, th_pose_coeffs)
+        betas = _one_of("betas", betas, th_betas)
+        trans = _one_of("trans", trans, th_trans)
+        if pose_coeffs is None:
+            raise TypeError("ManoLayer.forward: missing the pose (pose_coeffs, or manopth's th_pose_coeffs)")
         if not torch.is_tensor(pose_coeffs) or pose_coeffs.dim() < 2:
             got = tuple(pose_coeffs.shape) if torch.is_tensor(pose_coeffs) else type(pose_coeffs).__name__
             raise ValueError(f"ManoLayer: pose_coeffs must be a batched tensor [B, ...], got {got}")

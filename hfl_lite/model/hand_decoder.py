@@ -1,18 +1,22 @@
 """Hand decoder (paper Sec. 3.3): hourglass -> 2D joints (soft-argmax) -> MANO pose and shape.
 
     F_he [B,C,R,R]
-      -> hourglass (1 stack, depth 4)          maps [B,21,R,R], features [B,C,R,R]
-      -> spatial softmax with a learnable per-joint inverse temperature beta (kept positive as
-         exp(log_beta), 1 at the start), soft-argmax            -> joints2d_norm [B,21,2]
-      -> encoder: conv1x1(maps) + conv1x1(features); 4 x (pre-activation bottleneck, maxpool 2)
-                                               -> [B, C (R/16)^2]  (1024 for C=256, R=32)
-      -> fully connected layers (LeakyReLU)    -> 16 x 6D rotations (96 numbers) + 10 shape values
+      -> hourglass (1 stack, depth 4)          score maps [B,21,R,R], features [B,C,R,R]
+      -> spatial softmax with a learnable per-joint inverse temperature beta (1 at the start)
+                                               probability maps [B,21,R,R], each summing to 1
+      -> soft-argmax                           joints2d_norm [B,21,2]
+      -> encoder: conv1x1(probability maps) + conv1x1(features);
+         4 stages x (2 pre-activation bottlenecks, maxpool 2)   -> [B, C (R/16)^2]  (1024 for C=256, R=32)
+      -> fully connected layers                -> 16 x 6D rotations (96 numbers) + 10 shape values
       -> 6D -> rotation matrices -> axis-angle [B,48]
       -> MANO (use_pca=False, flat_hand_mean=True, center_idx=0, right hand)
       -> verts [B,778,3], joints [B,21,3] in metres, root-relative (wrist at the origin)
 
-The pose layer predicts an offset from the identity's 6D vector ``(1,0,0,0,1,0)``, so an
-untrained decoder starts near the flat hand rather than at random rotations.
+This is the reference code's decoder: the encoder reads the *normalised* maps (the ones the
+soft-argmax reads, at most 1 per cell), not the raw scores; every activation is a LeakyReLU with
+slope 0.01 (:data:`hfl_lite.model.hourglass.LEAKY_SLOPE`); the 6D pose output has no offset, so
+an untrained decoder (initialised by :func:`hfl_lite.model.init.reference_init_`) starts from
+near-random rotations, as the reference does.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from torch import nn
 from ..geometry.rotations import matrix_to_axis_angle, rot6d_to_matrix
 from ..mano import ManoLayer
 from ..mano.constants import N_JOINTS as MANO_JOINTS, N_SHAPE
-from .hourglass import HourglassHead, PreActBottleneck
+from .hourglass import LEAKY_SLOPE, HourglassHead, PreActBottleneck
 
 __all__ = ["HandDecoder", "HandEncoder", "soft_argmax", "NUM_JOINTS"]
 
@@ -49,27 +53,31 @@ def soft_argmax(maps: torch.Tensor, beta: torch.Tensor | None = None) -> tuple[t
 
 
 class HandEncoder(nn.Module):
-    """Fuse maps and features, then 4 x (bottleneck, 2x2 max-pool) and flatten.
+    """Fuse heatmaps and features, then ``stages`` x (``blocks`` bottlenecks, 2x2 max-pool), flatten.
 
-    ``forward(maps [B,J,R,R], features [B,C,R,R]) -> [B, C (R/16)^2]``.
+    ``forward(probs [B,J,R,R], features [B,C,R,R]) -> [B, C (R / 2^stages)^2]``. ``probs`` are
+    the spatial-softmax maps (each sums to one). The reference has 4 stages of 2 blocks.
     """
 
-    def __init__(self, channels: int, joints: int = NUM_JOINTS, stages: int = 4):
+    def __init__(self, channels: int, joints: int = NUM_JOINTS, stages: int = 4, blocks: int = 2):
         super().__init__()
         self.map_conv = nn.Conv2d(joints, channels, 1)
         self.feature_conv = nn.Conv2d(channels, channels, 1)
-        self.stages = nn.Sequential(
-            *[nn.Sequential(PreActBottleneck(channels, channels), nn.MaxPool2d(2)) for _ in range(stages)]
-        )
+        self.stages = nn.Sequential(*[
+            nn.Sequential(*[PreActBottleneck(channels, channels) for _ in range(blocks)], nn.MaxPool2d(2))
+            for _ in range(stages)
+        ])
 
-    def forward(self, maps: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.map_conv(maps) + self.feature_conv(features)).flatten(1)
+    def forward(self, probs: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        return self.stages(self.map_conv(probs) + self.feature_conv(features)).flatten(1)
 
 
 class HandDecoder(nn.Module):
     """``forward(F_he [B,C,R,R]) -> dict`` with
 
-    ``heatmaps [B,21,R,R]`` (score maps), ``joints2d_norm [B,21,2]`` (box-normalised),
+    ``heatmaps [B,21,R,R]`` (score maps, the softmax's logits before beta),
+    ``heatmap_probs [B,21,R,R]`` (the spatial-softmax maps, each summing to 1),
+    ``joints2d_norm [B,21,2]`` (box-normalised),
     ``mano_rot6d [B,16,6]``, ``mano_rotmat [B,16,3,3]``, ``mano_pose [B,48]`` (axis-angle,
     flat-hand-mean convention), ``mano_shape [B,10]``, ``verts [B,778,3]`` and
     ``joints [B,21,3]`` (metres, root-relative; joints in manopth order).
@@ -82,38 +90,30 @@ class HandDecoder(nn.Module):
     def __init__(self, channels: int, roi_size: int, hidden: tuple[int, ...] = (1024, 512), mano_root=None):
         super().__init__()
         self.head = HourglassHead(channels, NUM_JOINTS, depth=4)
-        self.log_beta = nn.Parameter(torch.zeros(NUM_JOINTS))
+        self.beta = nn.Parameter(torch.ones(NUM_JOINTS))  # the reference's ``betas``, multiplying the scores
         self.encoder = HandEncoder(channels, NUM_JOINTS)
         sizes = (channels * (roi_size // 16) ** 2, *hidden)
         layers = []
         for a, b in zip(sizes[:-1], sizes[1:]):
-            layers += [nn.Linear(a, b), nn.LeakyReLU(0.01, inplace=True)]
+            layers += [nn.Linear(a, b), nn.LeakyReLU(LEAKY_SLOPE, inplace=True)]
         self.mlp = nn.Sequential(*layers)
         self.pose_fc = nn.Linear(sizes[-1], MANO_JOINTS * 6)
         self.shape_fc = nn.Linear(sizes[-1], N_SHAPE)
-        for fc in (self.pose_fc, self.shape_fc):
-            nn.init.normal_(fc.weight, std=0.01)
-            nn.init.zeros_(fc.bias)
-        self.register_buffer("identity6d", torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]).repeat(MANO_JOINTS), persistent=False)
         self.mano = ManoLayer(mano_root=mano_root, side="right", use_pca=False, flat_hand_mean=True, center_idx=0)
-
-    @property
-    def beta(self) -> torch.Tensor:
-        """Per-joint inverse temperature of the spatial softmax, ``[21]`` (positive)."""
-        return self.log_beta.exp()
 
     def forward(self, f_he: torch.Tensor) -> dict[str, torch.Tensor]:
         b = f_he.shape[0]
         maps, features = self.head(f_he)
-        joints2d_norm, _ = soft_argmax(maps, self.beta)
-        x = self.mlp(self.encoder(maps, features))
-        rot6d = (self.pose_fc(x) + self.identity6d).view(b, MANO_JOINTS, 6)
+        joints2d_norm, probs = soft_argmax(maps, self.beta)
+        x = self.mlp(self.encoder(probs, features))
+        rot6d = self.pose_fc(x).view(b, MANO_JOINTS, 6)
         rotmat = rot6d_to_matrix(rot6d)
         pose = matrix_to_axis_angle(rotmat).reshape(b, MANO_JOINTS * 3)
         shape = self.shape_fc(x)
         verts_mm, joints_mm = self.mano(pose, shape)
         return {
             "heatmaps": maps,
+            "heatmap_probs": probs,
             "joints2d_norm": joints2d_norm,
             "mano_rot6d": rot6d,
             "mano_rotmat": rotmat,

@@ -8,7 +8,8 @@ An hourglass of depth n on a map ``x [B,C,R,R]``:
     low  = block(low)
     out  = up + nearest_upsample2(low)
 
-so depth 4 goes down to R/16 (2 x 2 for the paper's 32 x 32 ROIs) and back.
+so depth 4 goes down to R/16 (2 x 2 for the paper's 32 x 32 ROIs) and back. Every activation
+is a LeakyReLU with slope 0.01, as in the reference code (PyTorch's default slope).
 """
 from __future__ import annotations
 
@@ -16,11 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Hourglass", "HourglassHead", "PreActBottleneck"]
+__all__ = ["Hourglass", "HourglassHead", "LEAKY_SLOPE", "PreActBottleneck"]
+
+LEAKY_SLOPE = 0.01
+"""Negative slope of the LeakyReLUs of the hand decoder (hourglass, encoder blocks, FC layers)."""
 
 
 class PreActBottleneck(nn.Module):
-    """Pre-activation bottleneck: 3 x (BN, ReLU, conv) with ``out/2`` inner channels, plus skip.
+    """Pre-activation bottleneck: 3 x (BN, LeakyReLU, conv) with ``out/2`` inner channels, plus skip.
 
     ``[B,in,H,W] -> [B,out,H,W]``; the skip is a 1x1 conv when ``in != out``.
     """
@@ -29,9 +33,9 @@ class PreActBottleneck(nn.Module):
         super().__init__()
         mid = out_channels // 2
         self.body = nn.Sequential(
-            nn.BatchNorm2d(in_channels), nn.ReLU(inplace=True), nn.Conv2d(in_channels, mid, 1),
-            nn.BatchNorm2d(mid), nn.ReLU(inplace=True), nn.Conv2d(mid, mid, 3, padding=1),
-            nn.BatchNorm2d(mid), nn.ReLU(inplace=True), nn.Conv2d(mid, out_channels, 1),
+            nn.BatchNorm2d(in_channels), nn.LeakyReLU(LEAKY_SLOPE, inplace=True), nn.Conv2d(in_channels, mid, 1),
+            nn.BatchNorm2d(mid), nn.LeakyReLU(LEAKY_SLOPE, inplace=True), nn.Conv2d(mid, mid, 3, padding=1),
+            nn.BatchNorm2d(mid), nn.LeakyReLU(LEAKY_SLOPE, inplace=True), nn.Conv2d(mid, out_channels, 1),
         )
         self.skip = nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, 1)
 
@@ -73,7 +77,8 @@ class HourglassHead(nn.Module):
         super().__init__()
         self.hourglass = Hourglass(channels, depth)
         self.res = PreActBottleneck(channels, channels)
-        self.fc = nn.Sequential(nn.Conv2d(channels, channels, 1), nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+        self.fc = nn.Sequential(nn.Conv2d(channels, channels, 1), nn.BatchNorm2d(channels),
+                                nn.LeakyReLU(LEAKY_SLOPE, inplace=True))
         self.score = nn.Conv2d(channels, joints, 1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,7 +21,9 @@ __all__ = ["ObjectDecoder", "NUM_CONTROL_POINTS"]
 
 
 def _conv_bn_act(cin: int, cout: int, kernel: int) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.1, inplace=True)]
+    # the convolutions keep their biases, as in the reference code, although the batch norm
+    # that follows makes them redundant (1,152 parameters with the paper's sizes)
+    return [nn.Conv2d(cin, cout, kernel, padding=kernel // 2), nn.BatchNorm2d(cout), nn.LeakyReLU(0.1, inplace=True)]
 
 
 class ObjectDecoder(nn.Module):

@@ -2,15 +2,23 @@
 
 Boxes are ``(x1, y1, x2, y2)`` in crop pixels, in the continuous convention where the image
 covers ``[0, S] x [0, S]``. ROIAlign uses ``torchvision.ops.roi_align`` with
-``spatial_scale = 1/4`` (stride-4 maps) and ``aligned=True``: the box is cut into an R x R
-grid of equal bins that cover it exactly, bin (i, j) centred at
+``spatial_scale = 1/4`` (stride-4 maps). The box is cut into an R x R grid of equal bins, and
+the soft-argmax and the control-point decoding call bin (i, j)'s centre
 
-    (x1 + (j + 0.5) w / R,  y1 + (i + 0.5) h / R)          w = x2 - x1, h = y2 - y1
+    (x1 + (j + 0.5) w / R,  y1 + (i + 0.5) h / R)          w = x2 - x1, h = y2 - y1.
 
-(feature cell k of a stride-4 map covers pixels [4k, 4k + 4)). The reference code uses
-``aligned=False``, which shifts the samples by half a feature cell; we use the exact
-convention because the soft-argmax and the control-point decoding place cell centres at
-``(j + 0.5) / R`` of the box, and both should refer to the same points.
+Two conventions (:data:`ROI_CONVENTIONS`, ``HFLNet(roi_convention=...)``):
+
+``"reference"`` (default; the reference code)
+    ``aligned=False`` and boxes used as given, even where they reach outside the crop
+    (torchvision then reads the border value up to one feature cell outside, zeros beyond). ``aligned=False`` treats feature cell k as if it sat at
+    pixel 4k, whereas it covers pixels [4k, 4k + 4) and is centred at 4k + 2: every sample is
+    taken half a feature cell (2 crop pixels at stride 4) up and left of the bin centre above.
+    The network learns to absorb this constant shift.
+``"exact"``
+    ``aligned=True`` (each sample at the bin centre above) and boxes clamped to the crop.
+
+Both conventions refuse boxes that are not finite, empty, or entirely outside the crop.
 """
 from __future__ import annotations
 
@@ -19,16 +27,21 @@ from torchvision.ops import roi_align
 
 from ..geometry.camera import box_intersection
 
-__all__ = ["clamp_boxes", "intersection_boxes", "pool", "pool_features", "validate_boxes"]
+__all__ = ["ROI_CONVENTIONS", "clamp_boxes", "intersection_boxes", "pool", "pool_features", "validate_boxes"]
+
+ROI_CONVENTIONS: dict[str, dict[str, bool]] = {
+    "reference": {"aligned": False, "clamp": False},
+    "exact": {"aligned": True, "clamp": True},
+}
+"""ROI conventions by name: torchvision's ``aligned`` flag and whether boxes are clamped."""
 
 
-def validate_boxes(boxes: torch.Tensor, name: str, batch: int, image_size: int) -> torch.Tensor:
-    """Check ``boxes [B,4]`` and clamp them to the image ``[0, image_size]``.
+def validate_boxes(boxes: torch.Tensor, name: str, batch: int, image_size: int, clamp: bool = True) -> torch.Tensor:
+    """Check ``boxes [B,4]`` and (``clamp``) clamp them to the image ``[0, image_size]``.
 
     Raises ``ValueError`` naming ``name`` when the shape is not ``[batch, 4]``, a value is not
     finite, a box has zero or negative width/height, or a box lies entirely outside the image.
-    Boxes partly outside the image are clamped to it (the network only sees the image).
-    Returns the clamped boxes (float, same device).
+    Returns the boxes (float, same device), clamped to the image if ``clamp``.
     """
     if not isinstance(boxes, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor of shape [{batch}, 4], got {type(boxes).__name__}")
@@ -44,7 +57,7 @@ def validate_boxes(boxes: torch.Tensor, name: str, batch: int, image_size: int) 
     outside = (clamped[:, 2] <= clamped[:, 0]) | (clamped[:, 3] <= clamped[:, 1])
     if outside.any():
         raise ValueError(f"{name} has boxes entirely outside the {image_size}x{image_size} image at rows {_rows(outside)}")
-    return clamped
+    return clamped if clamp else boxes
 
 
 def _rows(mask: torch.Tensor) -> list[int]:
@@ -68,11 +81,15 @@ def intersection_boxes(hand_boxes: torch.Tensor, obj_boxes: torch.Tensor) -> tup
     return torch.where(valid[:, None], boxes, hand_boxes), valid
 
 
-def pool(features: torch.Tensor, boxes: torch.Tensor, roi_size: int, stride: int = 4) -> torch.Tensor:
-    """ROIAlign of one box per image: ``features [B,C,H,W]``, ``boxes [B,4]`` (pixels) -> ``[B,C,R,R]``."""
+def pool(features: torch.Tensor, boxes: torch.Tensor, roi_size: int, stride: int = 4, aligned: bool = False) -> torch.Tensor:
+    """ROIAlign of one box per image: ``features [B,C,H,W]``, ``boxes [B,4]`` (pixels) -> ``[B,C,R,R]``.
+
+    ``aligned``: torchvision's flag (False in the reference code; see the module docstring).
+    """
     index = torch.arange(boxes.shape[0], device=boxes.device, dtype=boxes.dtype)[:, None]
     rois = torch.cat([index, boxes.to(features.dtype)], dim=1)
-    return roi_align(features, rois, output_size=roi_size, spatial_scale=1.0 / stride, sampling_ratio=-1, aligned=True)
+    return roi_align(features, rois, output_size=roi_size, spatial_scale=1.0 / stride, sampling_ratio=-1,
+                     aligned=aligned)
 
 
 def pool_features(
@@ -82,6 +99,7 @@ def pool_features(
     obj_boxes: torch.Tensor,
     roi_size: int,
     include_oo: bool = False,
+    aligned: bool = False,
 ) -> dict[str, torch.Tensor]:
     """The four ROI features of HFL-Net, each ``[B,C,R,R]``, plus the intersection boxes.
 
@@ -89,18 +107,18 @@ def pool_features(
     ``F_o``  = P_o over the object box, ``F_ho`` = P_h over the hand-object intersection
     (all zeros where the boxes do not overlap). Also returns ``inter_boxes [B,4]`` and
     ``inter_valid [B]``, and with ``include_oo`` ``F_oo`` = P_o over the intersection (zeros
-    likewise), the key/value of the "O-to-O" ablation.
+    likewise), the key/value of the "O-to-O" ablation. ``aligned`` as in :func:`pool`.
     """
     inter, valid = intersection_boxes(hand_boxes, obj_boxes)
     keep = valid.to(p_h.dtype)[:, None, None, None]
     out = {
-        "F_h": pool(p_h, hand_boxes, roi_size),
-        "F_oh": pool(p_o, hand_boxes, roi_size),
-        "F_o": pool(p_o, obj_boxes, roi_size),
-        "F_ho": pool(p_h, inter, roi_size) * keep,
+        "F_h": pool(p_h, hand_boxes, roi_size, aligned=aligned),
+        "F_oh": pool(p_o, hand_boxes, roi_size, aligned=aligned),
+        "F_o": pool(p_o, obj_boxes, roi_size, aligned=aligned),
+        "F_ho": pool(p_h, inter, roi_size, aligned=aligned) * keep,
         "inter_boxes": inter,
         "inter_valid": valid,
     }
     if include_oo:
-        out["F_oo"] = pool(p_o, inter, roi_size) * keep
+        out["F_oo"] = pool(p_o, inter, roi_size, aligned=aligned) * keep
     return out

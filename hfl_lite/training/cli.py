@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
-from hfl_lite.losses import LOSS_WEIGHTS, hfl_losses
-from hfl_lite.model import BACKBONE_KINDS, HAND_VARIANTS, OBJECT_VARIANTS, PAPER_VARIANTS, HFLNet
+from hfl_lite.losses import LOSS_WEIGHTS, hfl_losses, loss_weights
+from hfl_lite.model import BACKBONE_KINDS, HAND_VARIANTS, OBJECT_VARIANTS, PAPER_VARIANTS, ROI_CONVENTIONS, HFLNet
 from hfl_lite.presets import get_preset
 
 from .checkpoint import export_weights, load_checkpoint, load_model_weights
@@ -58,15 +58,16 @@ def make_dataset(name: str, root: str | os.PathLike, split: str, preset, augment
 
 class HFLStep:
     """``step_fn`` for :class:`~hfl_lite.training.loop.Trainer`: HFL-Net forward + :func:`hfl_losses`
-    (``weights`` overrides :data:`hfl_lite.losses.LOSS_WEIGHTS` by term name)."""
+    (``weights`` overrides :data:`hfl_lite.losses.LOSS_WEIGHTS` by term name; a preset's own
+    weights come from :func:`hfl_lite.losses.loss_weights`)."""
 
-    def __init__(self, image_size: int, weights: dict[str, float] | None = None):
-        self.image_size = image_size
+    def __init__(self, weights: dict[str, float] | None = None):
         self.weights = dict(weights or {})
 
     def __call__(self, model: torch.nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         outputs = model(batch["image"], batch["hand_box"], batch["obj_box"])
-        return hfl_losses(outputs, batch, self.image_size, self.weights)
+        network = getattr(model, "module", model)  # DistributedDataParallel wraps the network
+        return hfl_losses(outputs, batch, self.weights, mano=network.hand_decoder.mano)
 
 
 def _loss_weight(text: str) -> tuple[str, float]:
@@ -118,14 +119,17 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-gamma", type=float, help="StepLR factor (default: the preset's, 0.7)")
     p.add_argument("--max-nonfinite", type=int, default=20, help="stop after this many non-finite losses in a row")
     p.add_argument("--loss-weight", type=_loss_weight, action="append", default=[], metavar="TERM=VALUE",
-                   help=f"override a loss weight (repeatable); terms and the paper's weights: "
-                        f"{', '.join(f'{k}={v:g}' for k, v in LOSS_WEIGHTS.items())}")
+                   help=f"override a loss weight (repeatable; on top of the preset's own, see hfl_lite.presets); "
+                        f"terms and the paper's weights: {', '.join(f'{k}={v:g}' for k, v in LOSS_WEIGHTS.items())}")
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,
-                   help="ImageNet ResNet-50 initialisation (paper preset; default: on for paper, off for cpu)")
+                   help="ImageNet ResNet-50 initialisation (default: the preset's, as HFLNet's: on for paper, off "
+                        "for cpu, and off with --init-from)")
     p.add_argument("--weights-path", help="local torchvision resnet50 state dict (ImageNet weights without download)")
     p.add_argument("--backbone", default=PAPER_VARIANTS["backbone"], choices=BACKBONE_KINDS)
     p.add_argument("--hand-interaction", default=PAPER_VARIANTS["hand_interaction"], choices=HAND_VARIANTS)
     p.add_argument("--object-interaction", default=PAPER_VARIANTS["object_interaction"], choices=OBJECT_VARIANTS)
+    p.add_argument("--roi-convention", default="reference", choices=list(ROI_CONVENTIONS),
+                   help="ROIAlign convention (default: the reference code's; see hfl_lite.model.roi)")
     p.add_argument("--mano-root", help="folder with MANO_RIGHT.pkl (default: the stand-in hand)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--export", metavar="PATH", help="after training, also write a small weights-only (fp16) checkpoint here")
@@ -166,8 +170,9 @@ def _train(args: argparse.Namespace, info) -> int:
 
     preset = get_preset(args.preset)
     schedule = preset.schedule(args.dataset)
-    # weights from --init-from replace every parameter, so an ImageNet download would be wasted
-    pretrained = args.pretrained if args.pretrained is not None else (preset.name == "paper" and not args.init_from)
+    # None: HFLNet's default (the preset's); weights from --init-from replace every parameter,
+    # so an ImageNet download would be wasted there
+    pretrained = False if args.pretrained is None and args.init_from else args.pretrained
     workers = args.workers if args.workers is not None else (4 if info.device.type == "cuda" else 0)
     seed_everything(args.seed)
     train_set = make_dataset(args.dataset, args.root, "train", preset, augment=args.augment, seed=args.seed,
@@ -183,7 +188,7 @@ def _train(args: argparse.Namespace, info) -> int:
             print(f"[hfl_lite] cached {len(train_set)} training samples in memory ({train_set.nbytes / 1e6:.0f} MB)",
                   flush=True)
     model_config = {"backbone": args.backbone, "hand_interaction": args.hand_interaction,
-                    "object_interaction": args.object_interaction}
+                    "object_interaction": args.object_interaction, "roi_convention": args.roi_convention}
 
     def build():
         return HFLNet(preset, pretrained=pretrained, weights_path=args.weights_path, mano_root=args.mano_root,
@@ -216,6 +221,7 @@ def _train(args: argparse.Namespace, info) -> int:
 
         eval_fn = evaluate_run
 
+    weights = loss_weights(preset.loss_weights, dict(args.loss_weight))  # the preset's, then the command line's
     config = TrainConfig(
         out_dir=args.out,
         epochs=args.epochs or schedule.epochs,
@@ -236,10 +242,10 @@ def _train(args: argparse.Namespace, info) -> int:
         max_nonfinite=args.max_nonfinite,
         progress=not args.no_progress,
         meta={"preset": preset.name, "dataset": args.dataset, "model_config": model_config,
-              "loss_weights": {**LOSS_WEIGHTS, **dict(args.loss_weight)}, **init_meta},
+              "loss_weights": weights, **init_meta},
     )
-    trainer = Trainer(model, HFLStep(preset.image_size, dict(args.loss_weight)), train_set, config, eval_fn=eval_fn, dist=info,
-                      find_unused_parameters=model_config != PAPER_VARIANTS)
+    trainer = Trainer(model, HFLStep(weights), train_set, config, eval_fn=eval_fn, dist=info,
+                      find_unused_parameters={k: model_config[k] for k in PAPER_VARIANTS} != PAPER_VARIANTS)
     if info.is_main:
         print(f"[hfl_lite] training {args.dataset} from {args.root}: {len(train_set)} samples, preset {preset.name}, "
               f"{info.world_size} process(es) on {info.device}, batch {config.batch_size}/process, "

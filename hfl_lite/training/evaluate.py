@@ -9,6 +9,9 @@ Protocol (paper Sec. 4.2 and the reference evaluation):
   the hand with :func:`hfl_lite.inference.estimate_hand_translation` instead and reports the
   camera-frame joint error ``mpjpe_est_trans_mm`` and the wrist error, its mean ``root_error_mm``
   and median ``root_error_median_mm``.
+* Articulation (where the split has the MANO pose): the finger-angle error and the articulation
+  MPJPE (:func:`hfl_lite.metrics.finger_angle_error`, :func:`hfl_lite.metrics.articulation_mpjpe`),
+  the measures that show whether the fingers are predicted at all.
 * Object. Votes -> RANSAC EPnP with the object's 21 control points
   (:func:`hfl_lite.geometry.voting.solve_pose_from_votes`); ADD-0.1D per object (ADD-S for
   Dex-YCB's symmetric objects), averaged over objects.
@@ -51,11 +54,13 @@ class MeanPoseBaseline:
     Hand: every MANO joint rotation (the global one included) averaged over the training set
     (chordal mean: the rotation nearest to the mean matrix), the betas averaged, posed by the
     MANO layer: ``joints [21,3]``, ``verts [778,3]`` root-relative metres, camera-aligned axes.
+    ``rotations [16,3,3]``: the mean joint rotations themselves (for the articulation metrics).
     Objects: per name, ``(R [3,3], t [3])`` the chordal mean rotation and mean translation in the
     crop's camera frame."""
 
     joints: torch.Tensor
     verts: torch.Tensor
+    rotations: torch.Tensor
     object_poses: dict[str, tuple[torch.Tensor, torch.Tensor]]
 
     @classmethod
@@ -84,7 +89,7 @@ class MeanPoseBaseline:
         with torch.no_grad():
             verts_mm, joints_mm = layer(matrix_to_axis_angle(mean_rot).reshape(1, 48).float(), (beta_sum / count)[None].float())
         poses = {name: (_chordal_mean(torch.stack(rots[name])), torch.stack(trans[name]).mean(0)) for name in rots}
-        return cls(joints_mm[0].double() / 1000, verts_mm[0].double() / 1000, poses)
+        return cls(joints_mm[0].double() / 1000, verts_mm[0].double() / 1000, mean_rot.double(), poses)
 
     def object_pose(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean pose of ``name``; an object never seen in training gets the mean over all objects."""
@@ -158,8 +163,9 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, dataset_name: str, batch_
         return meshes[name]
 
     symmetric = symmetric_objects_for(dataset_name)
-    table = MetricTable(symmetric)
-    base_table = MetricTable(symmetric) if baseline is not None else None
+    mano_root = dataset.hands.mano_root if hasattr(dataset, "hands") else None  # the MANO files of the poses
+    table = MetricTable(symmetric, mano_root)
+    base_table = MetricTable(symmetric, mano_root) if baseline is not None else None
     extra: dict[str, list[float]] = defaultdict(list)
     preds: dict[str, list] = defaultdict(list)
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -187,6 +193,10 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, dataset_name: str, batch_
             if base_table is not None:
                 rel_j, rel_v = baseline.joints.expand(b, -1, -1), baseline.verts.expand(b, -1, -1)
                 base_table.add_hand(rel_j + gt_j[:, :1], gt_j, rel_v + gt_j[:, :1], gt_v)
+        if "mano_pose" in batch:
+            table.add_articulation(out["mano_rotmat"], batch["mano_pose"], batch["mano_shape"])
+            if base_table is not None:
+                base_table.add_articulation(baseline.rotations.expand(b, -1, -1, -1), batch["mano_pose"], batch["mano_shape"])
         names = list(batch["obj_name"])
         for name in dict.fromkeys(names):
             idx = torch.tensor([i for i, n in enumerate(names) if n == name])
