@@ -10,11 +10,11 @@ import sys
 
 # command -> (module, function taking argv, one-line help)
 COMMANDS = {
-    "synth": ("hfl_lite.data.synth", "main", "render synthetic HO3D-/Dex-YCB-format sets"),
+    "synth": ("hfl_lite.synth.generate", "main", "render synthetic HO3D-/Dex-YCB-format sets"),
     "train": ("hfl_lite.training.cli", "train_main", "train HFL-Net (CPU, one GPU or torchrun)"),
     "eval": ("hfl_lite.training.cli", "eval_main", "evaluate a checkpoint on a dataset split"),
     "infer": ("hfl_lite.inference", "main", "hand mesh and object pose for one image"),
-    "bench": ("hfl_lite.bench", "main", "benchmarks measured side by side on this machine"),
+    "bench": ("hfl_lite.bench.cli", "main", "benchmarks measured side by side on this machine"),
     "ablate": ("hfl_lite.ablation", "main", "backbone and interaction ablations on the synthetic set"),
 }
 

@@ -68,8 +68,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from hfl_lite.bench import cpu_name
+from hfl_lite.bench.timing import cpu_name
 from hfl_lite.presets import pick_device
+from hfl_lite.samples import samples_root
 from hfl_lite.threads import cpu_threads
 
 __all__ = [
@@ -144,7 +145,6 @@ PAPER_TABLES: dict[int, dict[str, Any]] = {
 
 HAND_METRICS = ("pa_mpjpe_mm", "pa_mpvpe_mm", "mpjpe_mm", "f5_pct", "f15_pct")
 OBJECT_ERRORS = ("add_mm", "rep_px")
-DEFAULT_ROOT = "data_samples/ho3d"
 DEFAULT_OUT = "data_samples/ablation"
 CACHE_LIMIT = 2000  # sets up to this many samples are decoded once and kept in memory
 TINY = {"steps": 2, "batch_size": 2, "eval_samples": 4}
@@ -284,7 +284,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tiny", action="store_true",
                    help="a tiny budget for CI: 2 steps of batch 2, 4 evaluation samples")
     p.add_argument("--dataset", default="ho3d", choices=("ho3d", "dexycb"))
-    p.add_argument("--root", default=DEFAULT_ROOT, help=f"dataset folder (default {DEFAULT_ROOT})")
+    p.add_argument("--root", help="dataset folder (default: the shipped samples' set of --dataset, "
+                                  "hfl_lite.samples.samples_root())")
     p.add_argument("--preset", default="cpu", choices=("cpu", "paper"), help="network sizes (default cpu)")
     p.add_argument("--batch-size", type=int, help="samples per step (default 8; --tiny: 2)")
     p.add_argument("--lr", type=float, help=f"Adam learning rate, constant (default {DEFAULT_LR:g})")
@@ -352,8 +353,9 @@ def _ablate(args: argparse.Namespace, device: torch.device, command: str) -> int
     pretrained = args.pretrained if args.pretrained is not None else preset.name == "paper"
     machine = machine_description(device)
 
-    train_full = make_dataset(args.dataset, args.root, "train", preset, augment=args.augment, seed=seeds[0])
-    eval_full = make_dataset(args.dataset, args.root, "evaluation", preset)
+    root = args.root if args.root is not None else samples_root() / args.dataset
+    train_full = make_dataset(args.dataset, root, "train", preset, augment=args.augment, seed=seeds[0])
+    eval_full = make_dataset(args.dataset, root, "evaluation", preset)
     eval_idx = list(range(len(eval_full)))
     if eval_samples is not None and eval_samples < len(eval_full):
         eval_idx = sorted({int(i) for i in np.linspace(0, len(eval_full) - 1, eval_samples).round()})

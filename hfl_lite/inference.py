@@ -268,7 +268,7 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
                         help="hand box in image pixels (tight box of the hand enlarged 1.1x)")
     parser.add_argument("--obj-box", required=True, nargs=4, type=float, metavar=("X1", "Y1", "X2", "Y2"),
                         help="object box in image pixels (tight box of the object)")
-    parser.add_argument("--object", required=True, help="object name, e.g. 006_mustard_bottle (see hfl_lite.data.objects)")
+    parser.add_argument("--object", required=True, help="object name, e.g. 006_mustard_bottle (see hfl_lite.data.formats)")
     parser.add_argument("--K", nargs=4, type=float, metavar=("FX", "FY", "CX", "CY"),
                         help="intrinsics in pixels (default: f = max(width, height), principal point at the centre)")
     parser.add_argument("--models", help="folder of <name>/textured_simple.obj object models (default: the package's objects)")
@@ -283,13 +283,14 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m hfl_lite infer``: see ``--help``."""
     args = _parse_args(list(sys.argv[1:] if argv is None else argv))
     from hfl_lite.data.sample import ObjectCatalog
+    from hfl_lite.synth.objects import load_object
 
     image_path = Path(args.image)
     bgr = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise FileNotFoundError(f"--image {image_path}: missing or not an image OpenCV can read")
     image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    catalog = ObjectCatalog(Path(args.models) if args.models else None)
+    catalog = ObjectCatalog(Path(args.models) if args.models else load_object)
     ctrl3d = catalog.info(args.object)[0].float()
     obj_mesh = catalog.mesh(args.object)
     K = None if args.K is None else make_intrinsics(*args.K)

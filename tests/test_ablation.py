@@ -10,8 +10,8 @@ import torch
 
 from hfl_lite.__main__ import main as cli
 from hfl_lite.ablation import HAND_METRICS, PAPER_OBJECTS, PAPER_TABLES, VARIANTS
+from hfl_lite.samples import samples_root
 
-ROOT = Path(__file__).resolve().parents[1]
 VARIANTS_RUN = ["single-none-none", "hfl-concat_sa-h2o"]
 SEEDS = [0, 3]
 
@@ -20,7 +20,7 @@ SEEDS = [0, 3]
 def tiny_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ablation")
     argv = ["ablate", "--tiny", "--variants", *VARIANTS_RUN, "--seeds", *map(str, SEEDS), "--root",
-            str(ROOT / "data_samples" / "ho3d"), "--out", str(out), "--save-weights", "single-none-none"]
+            str(samples_root() / "ho3d"), "--out", str(out), "--save-weights", "single-none-none"]
     threads = torch.get_num_threads()
     assert cli(argv) == 0
     assert torch.get_num_threads() == threads, "the command must restore torch's thread count"

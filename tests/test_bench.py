@@ -7,32 +7,29 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
-from pathlib import Path
-from types import SimpleNamespace
 
 import nbformat
 import pytest
 import torch
 from torch import nn
 
-from hfl_lite import bench
-
-REPO = Path(__file__).resolve().parents[1]
+from hfl_lite.bench import book, cli, settings, timing, train
 
 
 def test_tiny_run_writes_every_section(tmp_path):
     out = tmp_path / "results" / "bench.json"
     proc = subprocess.run([sys.executable, "-m", "hfl_lite", "bench", "--tiny", "--threads", "1", "--out", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| section | case | result | details |" in proc.stdout and f"wrote {out}" in proc.stdout
     result = json.loads(out.read_text())
     assert result["table"] in proc.stdout
     assert result["meta"]["settings"]["tiny"] and result["meta"]["machine"]["torch"] == torch.__version__
-    expected = [s for s in bench.SECTIONS if s != "book"]
+    expected = [s for s in cli.SECTIONS if s != "book"]
     assert list(result["sections"]) == expected
     for name, section in result["sections"].items():
         assert section["error"] is None, (name, section["error"])
@@ -66,22 +63,25 @@ def test_train_step_timing_runs_under_autocast():
     from hfl_lite.model import build_model
     from hfl_lite.presets import get_preset
 
-    s = bench.make_settings(tiny=True, device="cpu")
+    s = settings.make_settings(tiny=True, device="cpu")
     preset = get_preset("cpu")
-    data = bench._training_batch(preset, 2, torch.device("cpu"))
-    seconds, memory = bench._time_train_step(preset, build_model(preset).state_dict(), data, torch.channels_last, s,
+    data = train._training_batch(preset, 2, torch.device("cpu"))
+    seconds, memory = train._time_train_step(preset, build_model(preset).state_dict(), data, torch.channels_last, s,
                                              amp_dtype=torch.bfloat16)
     assert seconds > 0 and memory.peak_mb >= memory.start_mb > 0
 
 
 def test_book_section_times_each_chapter(tmp_path, monkeypatch):
-    ok, bad = tmp_path / "01_ok.ipynb", tmp_path / "02_bad.ipynb"
+    """The chapters of a checkout's _toc.yml (here a made-up book in tmp_path, given as --book-root)."""
+    (tmp_path / "book").mkdir()
+    ok, bad = tmp_path / "book" / "01_ok.ipynb", tmp_path / "book" / "02_bad.ipynb"
+    (tmp_path / "intro.md").write_text("# A book\n")
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n- file: book/01_ok\n- file: book/02_bad\n")
     cell = nbformat.v4.new_code_cell
     nbformat.write(nbformat.v4.new_notebook(cells=[cell("import os\nassert os.environ['HFL_PRESET'] == 'cpu'")]), ok)
     nbformat.write(nbformat.v4.new_notebook(cells=[cell("raise RuntimeError('broken chapter')")]), bad)
-    monkeypatch.setattr(bench, "_load_book_tools", lambda: SimpleNamespace(toc_notebooks=lambda: [ok, bad]))
     monkeypatch.delenv("HFL_PRESET", raising=False)
-    rows = bench.bench_book(bench.make_settings(tiny=True, device="cpu"), {})
+    rows = book.bench_book(settings.make_settings(tiny=True, device="cpu", book_root=str(tmp_path)), {})
     assert [r["case"] for r in rows[:2]] == ["01_ok", "02_bad"]
     assert rows[0]["status"] == "ok"
     assert rows[1]["status"].startswith("failed") and "broken chapter" in rows[1]["status"]
@@ -89,6 +89,11 @@ def test_book_section_times_each_chapter(tmp_path, monkeypatch):
     assert rows[2]["seconds"] == pytest.approx(rows[0]["seconds"] + rows[1]["seconds"])
     assert "HFL_PRESET" not in os.environ  # restored
     assert nbformat.read(ok, as_version=4).cells[0].outputs == []  # the notebooks on disk are untouched
+
+
+def test_book_section_outside_a_checkout_says_where_it_looked(tmp_path):
+    with pytest.raises(FileNotFoundError, match=re.escape(f"no _toc.yml in {tmp_path}") + ".*--book-root"):
+        book.bench_book(settings.make_settings(tiny=True, device="cpu", book_root=str(tmp_path)), {})
 
 
 def test_timed_counts_runs_and_stops_at_the_budget():
@@ -99,7 +104,7 @@ def test_timed_counts_runs_and_stops_at_the_budget():
         return len(calls)
 
     cpu = []
-    seconds, last = bench.timed(fn, torch.device("cpu"), repeats=5, warmup=2, cpu_times=cpu)
+    seconds, last = timing.timed(fn, torch.device("cpu"), repeats=5, warmup=2, cpu_times=cpu)
     assert len(calls) == 7 and last == 7 and seconds >= 0 and len(cpu) == 5
 
     calls.clear()
@@ -108,21 +113,21 @@ def test_timed_counts_runs_and_stops_at_the_budget():
         calls.append(1)
         time.sleep(0.02)
 
-    bench.median_time(slow, torch.device("cpu"), repeats=10, warmup=1, max_seconds=0.01)
+    timing.median_time(slow, torch.device("cpu"), repeats=10, warmup=1, max_seconds=0.01)
     assert len(calls) == 2  # the warm-up and a single timed run: the budget was spent
 
 
 def test_count_flops_matches_the_formula():
-    assert bench.count_flops(nn.Linear(10, 20), torch.zeros(3, 10)) == 2 * 3 * 10 * 20
+    assert timing.count_flops(nn.Linear(10, 20), torch.zeros(3, 10)) == 2 * 3 * 10 * 20
     conv = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1))
-    total, per_module = bench.count_flops(conv, torch.zeros(1, 3, 16, 16), by_module=True)
+    total, per_module = timing.count_flops(conv, torch.zeros(1, 3, 16, 16), by_module=True)
     first, second = 2 * 8 * 3 * 9 * 16 * 16, 2 * 4 * 8 * 16 * 16
     assert total == first + second
     assert per_module["Sequential.0"] == first and per_module["Sequential.2"] == second
 
 
 def test_peak_memory_sees_an_allocation():
-    with bench.PeakMemory(torch.device("cpu")) as memory:
+    with timing.PeakMemory(torch.device("cpu")) as memory:
         block = torch.ones(25_000_000, dtype=torch.float64)  # 200 MB, written so the pages are resident
         block += 1
     assert memory.peak_mb - memory.start_mb > 150
@@ -130,13 +135,13 @@ def test_peak_memory_sees_an_allocation():
 
 
 def test_sections_and_settings():
-    assert bench._sections(None, book=False) == tuple(s for s in bench.SECTIONS if s != "book")
-    assert bench._sections("epnp, data", book=True) == ("epnp", "data", "book")
+    assert cli._sections(None, book=False) == tuple(s for s in cli.SECTIONS if s != "book")
+    assert cli._sections("epnp, data", book=True) == ("epnp", "data", "book")
     with pytest.raises(SystemExit, match="unknown section"):
-        bench._sections("epnp,gpu", book=False)
-    tiny = bench.make_settings(tiny=True, device="cpu", infer_batches=(3,), repeats=2)
+        cli._sections("epnp,gpu", book=False)
+    tiny = settings.make_settings(tiny=True, device="cpu", infer_batches=(3,), repeats=2)
     assert tiny.tiny and tiny.infer_batches == (3,) and tiny.repeats == 2 and tiny.infer_preset == "cpu"
-    full = bench.make_settings(device="cpu")
+    full = settings.make_settings(device="cpu")
     assert full.infer_preset == "paper" and full.infer_batches == (1, 32) and full.epnp_batches == (1, 64, 1024)
     failed = {"sections": {"peak": {"records": [], "error": "RuntimeError: boom", "seconds": 0.0}}}
-    assert "| peak | (failed) | | RuntimeError: boom |" in bench.format_table(failed)
+    assert "| peak | (failed) | | RuntimeError: boom |" in cli.format_table(failed)

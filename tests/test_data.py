@@ -5,7 +5,6 @@ import logging
 import math
 import os
 import shutil
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -16,13 +15,12 @@ from hfl_lite.data import (DEXYCB_AUGMENT, HO3D, HO3D_AUGMENT, AugmentParams, Da
                            make_crop_transform, sample_params)
 from hfl_lite.data.augment import apply_photometric
 from hfl_lite.data.dexycb import s0_rule
-from hfl_lite.data.objects import YCB_IDS
+from hfl_lite.data.formats import YCB_IDS
 from hfl_lite.geometry.camera import project_points, tight_box, transform_points
 from hfl_lite.geometry.rotations import axis_angle_to_matrix
+from hfl_lite.samples import samples_root
 from hfl_lite.threads import cpu_threads
 
-ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "data_samples"
 SIZE, ROI = 128, 16
 MIRROR = np.diag([-1.0, 1.0, 1.0])
 
@@ -127,8 +125,6 @@ def test_s0_split_rules_match_the_toolkit_counts():
         s0_rule("validation", 0, 4)
 
 
-
-
 # ---------------------------------------------------------------------------------------------
 # Small scenes written with the synth helper's writers (no rendering: random pixels, hull masks)
 # ---------------------------------------------------------------------------------------------
@@ -145,8 +141,9 @@ def _layer(side="right", **kw):
 
 def _frame_gt(rng, side, name, betas):
     """One frame's ground truth (OpenCV frame) with a random image and convex-hull labels."""
-    from hfl_lite.data import objects
-    from hfl_lite.data.writers import HAND_LABEL, FrameGT, HandGT, ObjectGT
+    from hfl_lite.data.formats import HAND_LABEL
+    from hfl_lite.synth import objects
+    from hfl_lite.synth.writers import FrameGT, HandGT, ObjectGT
 
     pose = np.concatenate([rng.normal(0, 1.0, 3), rng.normal(0, 0.2, 45)])
     verts, joints = (x[0].numpy() / 1000 for x in _layer(side)(torch.tensor(pose)[None], torch.tensor(betas)[None]))
@@ -167,13 +164,13 @@ def _frame_gt(rng, side, name, betas):
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
-    """Tiny HO3D and Dex-YCB trees written by hfl_lite.data.writers, with their ground truth.
+    """Tiny HO3D and Dex-YCB trees written by hfl_lite.synth.writers, with their ground truth.
 
     HO3D: 3 train and 2 evaluation frames. Dex-YCB: subject 0 right-handed and subject 1
     left-handed, five one-frame sequences each on one camera (s0: four train, one val), the
     grasped object first of two.
     """
-    from hfl_lite.data.writers import DEXYCB_SERIALS, DexYCBWriter, HO3DWriter, ObjectGT
+    from hfl_lite.synth.writers import DEXYCB_SERIALS, DexYCBWriter, HO3DWriter, ObjectGT
 
     root = tmp_path_factory.mktemp("written")
     rng = np.random.default_rng(7)
@@ -250,7 +247,7 @@ def test_written_scenes_read_back_with_the_same_poses(written, layout, split):
         A = _homogeneous(s["crop_affine"])
         np.testing.assert_allclose(s["K"].numpy(), A @ K, rtol=1e-5, atol=1e-3)
         if layout == "ho3d" and split == "evaluation":  # crop and hand box from handBoundingBox
-            from hfl_lite.data.writers import hand_bounding_box
+            from hfl_lite.synth.writers import hand_bounding_box
 
             x1, y1, x2, y2 = hand_bounding_box(frame)
             corners = A @ np.array([[x1, x2], [y1, y2], [1.0, 1.0]])
@@ -294,27 +291,32 @@ def test_ho3d_evaluation_without_ground_truth_has_box_and_root_only(written, tmp
     assert s["hand_box"].shape == (4,) and s["obj_mask"].shape == (ROI, ROI)
 
 
+def test_object_models_come_from_the_root_or_a_mesh_function(written, tmp_path):
+    """Without ``<root>/models`` the reader says which file it missed; a mesh function (the
+    package's procedural objects) serves instead when passed, with the same control points."""
+    from hfl_lite.synth.objects import load_object
+
+    copy = tmp_path / "ho3d"
+    shutil.copytree(written[0] / "ho3d", copy)
+    from_files = _dataset("ho3d", copy, "train")[0]
+    shutil.rmtree(copy / "models")
+    with pytest.raises(DataError, match="model of object '006_mustard_bottle' is missing.*object_models="):
+        _dataset("ho3d", copy, "train")[0]
+    procedural = _dataset("ho3d", copy, "train", object_models=load_object)[0]
+    np.testing.assert_allclose(procedural["obj_ctrl3d"].numpy(), from_files["obj_ctrl3d"].numpy(), atol=1e-5)
+    assert float(procedural["obj_diameter"]) == pytest.approx(float(from_files["obj_diameter"]), abs=1e-5)
+    procedural_set = _dataset("ho3d", copy, "train", object_models=load_object)
+    with pytest.raises(DataError, match="no mesh for object 'not_an_object'"):
+        procedural_set.objects.info("not_an_object")
+
+
 # ---------------------------------------------------------------------------------------------
-# Every sample of the shipped sets (rendered into tmp when data_samples/ lacks them)
+# Every sample of the shipped sets (hfl_lite.samples)
 # ---------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def sample_sets(tmp_path_factory):
-    roots = {"ho3d": SHIPPED / "ho3d", "dexycb": SHIPPED / "dexycb"}
-    missing = [k for k, r in roots.items() if not (r / ("train.txt" if k == "ho3d" else "calibration")).exists()]
-    if missing:
-        from hfl_lite.data.synth import generate_dexycb, generate_ho3d
-
-        tmp = tmp_path_factory.mktemp("rendered")
-        with pytest.MonkeyPatch.context() as mp:
-            mp.delenv("MANO_ROOT", raising=False)
-            if "ho3d" in missing:
-                roots["ho3d"] = tmp / "ho3d"
-                generate_ho3d(roots["ho3d"], 4, 2, seed=0)
-            if "dexycb" in missing:
-                roots["dexycb"] = tmp / "dexycb"
-                generate_dexycb(roots["dexycb"], 8, 2, seed=0, n_cameras=2)
-    return roots
+def sample_sets():
+    return {"ho3d": samples_root() / "ho3d", "dexycb": samples_root() / "dexycb"}
 
 
 def _check_sample(s: dict, frame, right_hand) -> bool:
@@ -462,7 +464,7 @@ def test_memory_cache_refuses_augmented_datasets(sample_sets):
 # ---------------------------------------------------------------------------------------------
 
 def _edit_pickle(path, edit):
-    from hfl_lite.data.writers import write_pickle
+    from hfl_lite.synth.writers import write_pickle
     from hfl_lite.safe_pickle import safe_load
 
     meta = safe_load(path)
@@ -471,7 +473,7 @@ def _edit_pickle(path, edit):
 
 
 def _edit_npz(path, edit):
-    from hfl_lite.data.writers import write_npz
+    from hfl_lite.synth.writers import write_npz
 
     with np.load(path) as data:
         arrays = {k: data[k].copy() for k in data.files}

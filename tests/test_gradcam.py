@@ -3,7 +3,6 @@ Grad-CAM, hand versus object maps on a real synthetic sample, side effects, bad 
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,10 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from hfl_lite.model import HFLNet
+from hfl_lite.samples import samples_root
 from hfl_lite.viz import stream_gradcam
 from hfl_lite.viz.gradcam import STREAMS, stream_layer
 
-ROOT = Path(__file__).resolve().parents[1]
 KINDS = ("single", "hfl", "double")
 
 
@@ -31,7 +30,7 @@ def apart_sample() -> dict:
     """The training sample of data_samples/ho3d whose hand and object box centres lie farthest apart."""
     from hfl_lite.data import HO3D
 
-    ds = HO3D(ROOT / "data_samples" / "ho3d", split="train", image_size=128, roi_size=16)
+    ds = HO3D(samples_root() / "ho3d", split="train", image_size=128, roi_size=16)
 
     def centre_distance(s):
         return float(((s["hand_box"][:2] + s["hand_box"][2:]) / 2 - (s["obj_box"][:2] + s["obj_box"][2:]) / 2).norm())

@@ -5,7 +5,6 @@ import csv
 import json
 import math
 import warnings
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -16,11 +15,11 @@ from scipy.optimize import least_squares
 from hfl_lite.geometry.camera import make_intrinsics, project_points
 from hfl_lite.inference import default_intrinsics, estimate_hand_translation
 from hfl_lite.mano import StandinAssetWarning
+from hfl_lite.samples import samples_root, shipped_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
-HO3D_ROOT = ROOT / "data_samples" / "ho3d"
-CHECKPOINT_DIR = ROOT / "data_samples" / "checkpoints"
-CHECKPOINT = CHECKPOINT_DIR / "hfl_lite_cpu_ho3d_synthetic.pt"
+HO3D_ROOT = samples_root() / "ho3d"
+CHECKPOINT = shipped_checkpoint()
+CHECKPOINT_DIR = CHECKPOINT.parent
 
 
 def random_hands(b: int, seed: int = 0):

@@ -22,11 +22,11 @@ from hfl_lite.mano import (
 )
 from hfl_lite.mano.standin import build_standin, standin_bytes
 from hfl_lite.safe_pickle import safe_load
+from hfl_lite.samples import SAMPLES_ENV, samples_root
 
 pytestmark = pytest.mark.filterwarnings("ignore::hfl_lite.mano.StandinAssetWarning")
 
-REPO = Path(__file__).resolve().parents[1]
-COMMITTED = REPO / "data_samples" / "mano_standin"
+COMMITTED = samples_root() / "mano_standin"
 TIPS = {"right": [745, 317, 444, 556, 673], "left": [745, 317, 445, 556, 673]}
 
 
@@ -280,10 +280,10 @@ def test_standin_warning_and_env_root(monkeypatch, test_assets):
 
 def test_standin_built_in_memory_when_files_are_absent(monkeypatch, tmp_path):
     monkeypatch.delenv("MANO_ROOT", raising=False)
-    monkeypatch.setattr(asset_module, "STANDIN_DIR", tmp_path / "absent")
+    monkeypatch.setenv(SAMPLES_ENV, str(tmp_path))  # a samples folder without mano_standin/
     memory = ManoLayer(side="left", use_pca=False)
     assert memory.asset_kind == "standin" and "in memory" in memory.asset_source
-    monkeypatch.setattr(asset_module, "STANDIN_DIR", COMMITTED)
+    monkeypatch.delenv(SAMPLES_ENV)
     files = ManoLayer(side="left", use_pca=False)
     assert files.asset_source.endswith("MANO_LEFT.pkl")
     pose = torch.from_numpy(np.random.default_rng(8).normal(scale=0.5, size=(2, 48)).astype(np.float32))

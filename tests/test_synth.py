@@ -1,8 +1,9 @@
-"""Synthetic data: objects, grasps, renderer, writers and the ``synth`` command.
+"""The synthetic world (hfl_lite.synth): objects, grasps, renderer, writers and the ``synth`` command.
 
 References are independent of the code under test: a per-pixel loop rasteriser, the MANO
-layer itself (for the frame and PCA conversions), SciPy rotations, OpenCV projections and the
-official Dex-YCB s0 rule written out here.
+layer itself, SciPy rotations, OpenCV projections and the official Dex-YCB s0 rule written out
+here. The format conventions the writers share with the readers are tested in test_formats.py,
+the readers reading back what the writers wrote in test_data.py.
 """
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ import torch
 import yaml
 from scipy.spatial.transform import Rotation
 
-from hfl_lite.data import objects, synth, writers
-from hfl_lite.data.grasp import get_hand_model, sample_grasp
-from hfl_lite.data.render import RenderMesh, rasterize, render_scene
+from hfl_lite.data.formats import MANOPTH_TO_HO3D
 from hfl_lite.safe_pickle import safe_load
+from hfl_lite.samples import samples_root
+from hfl_lite.synth import generate, objects, writers
+from hfl_lite.synth.grasp import get_hand_model, sample_grasp
+from hfl_lite.synth.render import RenderMesh, rasterize, render_scene
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 F = np.diag([1.0, -1.0, -1.0])
@@ -55,26 +58,13 @@ def test_object_dimensions_and_frame(name, size):
     assert brute <= objects.object_diameter(name) + 1e-6
 
 
-def test_object_ids_symmetry_and_sdf():
-    assert len(objects.OBJECT_NAMES) == 21 and objects.YCB_IDS["002_master_chef_can"] == 1
-    assert objects.YCB_IDS["021_bleach_cleanser"] == 12 and objects.YCB_IDS["061_foam_brick"] == 21
-    assert {"024_bowl", "061_foam_brick"} <= objects.SYMMETRIC
+def test_object_sdf():
     box = objects.get_object("003_cracker_box")
     # an exact box: signed distances of a few points against the analytic value (sharp-ish box)
     pts = np.array([[0.0, 0.0, 0.0], [0.2, 0.0, 0.0], [0.0, 0.0, 0.11], [0.0, 0.02, 0.0]])
     np.testing.assert_allclose(box.sdf(pts), [-0.030, 0.2 - 0.079, 0.11 - 0.105, -0.010], atol=1e-3)
     bowl = objects.get_object("024_bowl")
     assert bowl.sdf(np.array([[0.0, 0.0, 0.02]]))[0] > 0.01  # inside the bowl's hollow is outside the object
-
-
-def test_write_and_read_model(tmp_path):
-    folder = objects.write_model("006_mustard_bottle", tmp_path)
-    v, f = objects.read_obj(folder / "textured_simple.obj")
-    v0, f0 = objects.load_object("006_mustard_bottle")
-    np.testing.assert_allclose(v, v0, atol=6e-6)
-    np.testing.assert_array_equal(f, f0)
-    pts = np.loadtxt(folder / "points.xyz")
-    assert pts.shape == v0.shape
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,47 +133,6 @@ def test_render_scene_labels_depth_and_projection():
 
 
 # --------------------------------------------------------------------------------------------
-# Frames, MANO conversions
-# --------------------------------------------------------------------------------------------
-
-def test_transform_mano_matches_layer_and_gl_round_trip():
-    layer = _layer(use_pca=False, flat_hand_mean=True)
-    rng = np.random.default_rng(0)
-    pose, betas, trans = rng.normal(0, 0.4, 48), rng.normal(0, 1, 10), rng.normal(0, 0.2, 3)
-    R, t = Rotation.random(random_state=1).as_matrix(), rng.normal(0, 0.3, 3)
-    root = get_hand_model("right").root_rest(betas)
-
-    def verts(p, tr):
-        v, _ = layer(torch.tensor(p[None], dtype=torch.float64).float(), torch.tensor(betas[None]).float(),
-                     torch.tensor(tr[None]).float())
-        return v[0].double().numpy() / 1000
-
-    aa2, tr2 = writers.transform_mano(pose[:3], trans, root, R, t)
-    np.testing.assert_allclose(verts(np.r_[aa2, pose[3:]], tr2), verts(pose, trans) @ R.T + t, atol=2e-5)
-    aa_gl, tr_gl = writers.transform_mano(pose[:3], trans, root, writers.GL_FLIP)
-    np.testing.assert_allclose(verts(np.r_[aa_gl, pose[3:]], tr_gl), verts(pose, trans) @ F.T, atol=2e-5)
-    aa_back, tr_back = writers.transform_mano(aa_gl, tr_gl, root, writers.GL_FLIP)
-    np.testing.assert_allclose(Rotation.from_rotvec(aa_back).as_matrix(), Rotation.from_rotvec(pose[:3]).as_matrix(),
-                               atol=1e-9)
-    np.testing.assert_allclose(tr_back, trans, atol=1e-12)
-
-
-@pytest.mark.parametrize("side", ["right", "left"])
-def test_pose_to_pca_matches_dexycb_layer(side):
-    full = _layer(side, use_pca=False, flat_hand_mean=True)
-    pca = _layer(side, use_pca=True, ncomps=45, flat_hand_mean=False)
-    data = full.smpl_data
-    rng = np.random.default_rng(1)
-    pose = rng.normal(0, 0.3, 48)
-    coeffs = writers.pose_to_pca(pose[3:], data["hands_mean"], data["hands_components"])
-    np.testing.assert_allclose(writers.pca_to_pose(coeffs, data["hands_mean"], data["hands_components"]), pose[3:],
-                               atol=1e-9)
-    v1, _ = full(torch.tensor(pose[None]).float())
-    v2, _ = pca(torch.tensor(np.r_[pose[:3], coeffs][None]).float())
-    np.testing.assert_allclose(v1.numpy(), v2.numpy(), atol=1e-2)  # millimetres
-
-
-# --------------------------------------------------------------------------------------------
 # Grasps
 # --------------------------------------------------------------------------------------------
 
@@ -220,13 +169,13 @@ def _hashes(root: Path) -> dict[str, str]:
 def generated(tmp_path_factory):
     base = tmp_path_factory.mktemp("synth")
     args = ["--layout", "both", "--n-train", "3", "--n-eval", "2", "--seed", "11", "--cameras", "2", "--no-progress"]
-    assert synth.main(args + ["--out", str(base / "a")]) == 0
+    assert generate.main(args + ["--out", str(base / "a")]) == 0
     return base, args
 
 
 def test_synth_is_reproducible_bit_for_bit(generated):
     base, args = generated
-    assert synth.main(args + ["--out", str(base / "b")]) == 0
+    assert generate.main(args + ["--out", str(base / "b")]) == 0
     a, b = _hashes(base / "a"), _hashes(base / "b")
     assert len(a) > 30 and a == b
 
@@ -235,7 +184,7 @@ def test_synth_workers_write_the_same_files(generated):
     """With --workers the frames are rendered and their files written in worker processes; the
     result must not depend on it (the main process only records and writes the indexes)."""
     base, args = generated
-    assert synth.main(args + ["--out", str(base / "parallel"), "--workers", "2"]) == 0
+    assert generate.main(args + ["--out", str(base / "parallel"), "--workers", "2"]) == 0
     a, b = _hashes(base / "a"), _hashes(base / "parallel")
     assert len(a) > 30 and a == b
 
@@ -260,11 +209,11 @@ def test_ho3d_files(generated):
                   "objRot": (3, 1), "objTrans": (3,), "objCorners3D": (8, 3), "objCorners3DRest": (8, 3)}
         for key, shape in shapes.items():
             assert meta[key].shape == shape, key
-        assert meta["objName"] in synth.HO3D_TRAIN_OBJECTS
+        assert meta["objName"] in generate.HO3D_TRAIN_OBJECTS
         # MANO(handPose, handBeta) + handTrans reproduces handJoints3D (GL frame, HO3D order)
         _, j = layer(torch.tensor(meta["handPose"][None]), torch.tensor(meta["handBeta"][None]),
                      torch.tensor(meta["handTrans"][None]))
-        ho3d_order = j[0].numpy()[writers.MANOPTH_TO_HO3D] / 1000
+        ho3d_order = j[0].numpy()[MANOPTH_TO_HO3D] / 1000
         np.testing.assert_allclose(ho3d_order, meta["handJoints3D"], atol=2e-5)
         # the GL frame: flip to OpenCV, project with camMat -> on the rendered hand / object
         seg = cv2.imread(str(root / split / seq / "seg" / f"{fid}.png"))
@@ -348,9 +297,7 @@ def test_npz_writer_is_deterministic(tmp_path):
 
 
 def test_committed_samples():
-    root = Path(__file__).resolve().parents[1] / "data_samples"
-    if not (root / "ho3d" / "train.txt").is_file():
-        pytest.skip("data_samples not generated")
+    root = samples_root()
     assert len((root / "ho3d" / "train.txt").read_text().split()) == 48
     assert len((root / "ho3d" / "evaluation.txt").read_text().split()) == 16
     assert len(list((root / "ho3d").glob("train/*/rgb/*.jpg"))) == 48

@@ -19,9 +19,8 @@ from torch import nn
 
 from hfl_lite.training import NonFiniteLossError, TrainConfig, Trainer, load_checkpoint, save_checkpoint, seed_everything
 from hfl_lite.mano import StandinAssetWarning
+from hfl_lite.samples import samples_root, shipped_checkpoint
 from hfl_lite.training import checkpoint as checkpoint_module
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -290,7 +289,7 @@ def test_ddp_two_processes_keep_identical_weights(tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # HFL-Net itself on the synthetic samples
-HO3D_ROOT = ROOT / "data_samples" / "ho3d"
+HO3D_ROOT = samples_root() / "ho3d"
 
 
 def test_a_few_steps_on_synthetic_samples_lower_the_loss():
@@ -379,7 +378,7 @@ def test_init_from_starts_from_the_checkpoint_weights(tmp_path):
     from hfl_lite.training.cli import train_main
     from hfl_lite.training.checkpoint import load_model_weights
 
-    shipped = ROOT / "data_samples" / "checkpoints" / "hfl_lite_cpu_ho3d_synthetic.pt"
+    shipped = shipped_checkpoint()
     common = ["--dataset", "ho3d", "--root", str(HO3D_ROOT), "--preset", "cpu", "--batch-size", "4", "--max-steps", "1",
               "--seed", "0", "--no-progress", "--no-augment", "--init-from", str(shipped)]
     with warnings.catch_warnings():
@@ -432,7 +431,7 @@ def test_channels_last_weights_give_the_same_step_and_checkpoints(tmp_path):
         warnings.simplefilter("ignore", StandinAssetWarning)
         data = HO3D(HO3D_ROOT, "train", preset.image_size, preset.roi_size)
         batch = torch.utils.data.default_collate([data[i] for i in range(4)])
-        plain = load_model(ROOT / "data_samples" / "checkpoints" / "hfl_lite_cpu_ho3d_synthetic.pt", "cpu")[0]
+        plain = load_model(shipped_checkpoint(), "cpu")[0]
     plain = plain.float().train()
     nhwc = copy.deepcopy(plain).to(memory_format=torch.channels_last)
     convs = {n: p for n, p in nhwc.named_parameters() if p.ndim == 4}

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from hfl_lite.bench import toc  # the one reader of _toc.yml
+
 ROOT = Path(__file__).resolve().parents[1]
 COLAB_MARKER = "# Colab set-up"
 
@@ -34,34 +36,14 @@ def colab_cell_source(url: str | None = None) -> str:
     )
 
 
-def toc_files() -> list[Path]:
-    """Every document named in ``_toc.yml`` (root first), resolved to an existing file."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    names = [toc["root"]]
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "file" in node:
-                names.append(node["file"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk({k: v for k, v in toc.items() if k != "root"})
-    paths = []
-    for name in names:
-        candidates = [ROOT / name] + [ROOT / f"{name}{ext}" for ext in (".ipynb", ".md")]
-        found = [p for p in candidates if p.is_file()]
-        if not found:
-            raise FileNotFoundError(f"_toc.yml names {name!r}, but no such .ipynb or .md file exists")
-        paths.append(found[0])
-    return paths
-
-
 def toc_notebooks() -> list[Path]:
-    return [p for p in toc_files() if p.suffix == ".ipynb"]
+    """The chapters listed in this checkout's ``_toc.yml``, in order."""
+    return toc.toc_notebooks(ROOT)
+
+
+def toc_files() -> list[Path]:
+    """Every document listed in this checkout's ``_toc.yml``, root first."""
+    return toc.toc_files(ROOT)
 
 
 def sync_colab_cells() -> list[Path]:

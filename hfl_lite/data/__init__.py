@@ -4,10 +4,11 @@
     >>> ds = HO3D("data_samples/ho3d", split="train")          # doctest: +SKIP
     >>> sample = ds[0]   # dict of tensors, see hfl_lite.data.sample
 
-The synthetic-scene modules (``objects``, ``grasp``, ``render``, ``writers``, ``synth``) are
-imported on first use: ``from hfl_lite.data import objects`` or ``hfl_lite.data.synth``; so is
-``hfl_lite.data.cache.MemoryCache``, which keeps prepared samples in memory for training
-without augmentation.
+The datasets' format conventions (frames, joint orders, Dex-YCB's PCA hand, segmentation
+values, the YCB object names, OBJ models) are in :mod:`hfl_lite.data.formats`;
+:class:`hfl_lite.data.cache.MemoryCache` keeps prepared samples in memory for training without
+augmentation. This package only reads: the synthetic sets that ``hfl_lite`` ships are made by
+:mod:`hfl_lite.synth`, which nothing here imports.
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ Layout (Chao et al., CVPR 2021; the real dataset and the synthetic sets of ``hfl
     <root>/<subject>/<sequence>/<serial>/color_%06d.jpg
     <root>/<subject>/<sequence>/<serial>/labels_%06d.npz  seg [H,W] (0 background, 255 hand,
                                                          else the YCB id, 1..21 in the order
-                                                         of ``objects.OBJECT_NAMES``), pose_y [n_obj,3,4],
+                                                         of ``formats.OBJECT_NAMES``), pose_y [n_obj,3,4],
                                                          pose_m [1,51], joint_3d [1,21,3],
                                                          joint_2d [1,21,2]
     <root>/calibration/intrinsics/<serial>_640x480.yml    color: fx, fy, ppx, ppy
@@ -46,7 +46,7 @@ import yaml
 from hfl_lite.geometry.camera import make_intrinsics
 
 from .augment import DEXYCB_AUGMENT
-from .objects import OBJECT_NAMES
+from .formats import OBJECT_NAMES
 from .sample import (DataError, FrameAnnotation, HandObjectDataset, mirror_frame,
                      read_image, require_key, validate_frame)
 
@@ -93,8 +93,9 @@ class DexYCB(HandObjectDataset):
         augment: False, True (Dex-YCB ranges of the paper) or an ``AugmentConfig``.
         skip_bad: skip bad frames with a warning instead of raising ``DataError``.
         mano_root: folder with ``MANO_RIGHT.pkl``/``MANO_LEFT.pkl`` (None: the stand-in hand).
-        object_models: folder of ``<ycb name>/textured_simple.obj`` (None: ``<root>/models``
-            when it exists, else the package's own objects).
+        object_models: folder of ``<ycb name>/textured_simple.obj`` (None: ``<root>/models``), or a
+            function ``name -> (verts, faces)`` such as :func:`hfl_lite.synth.objects.load_object`
+            (see :class:`~hfl_lite.data.sample.ObjectCatalog`).
         seed: augmentation seed (see ``HandObjectDataset``).
     """
 

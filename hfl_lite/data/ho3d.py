@@ -11,7 +11,7 @@ Layout (Hampali et al., CVPR 2020; the real dataset and the synthetic sets of ``
                                                 handTrans (3), handJoints3D (21x3), objRot (3),
                                                 objTrans (3), objName, objCorners3DRest, and in
                                                 the evaluation split handBoundingBox
-    <root>/models/<objName>/textured_simple.obj (optional; else the package's objects)
+    <root>/models/<objName>/textured_simple.obj (or the folder given as ``object_models``)
 
 The meta pickles are read with :func:`hfl_lite.safe_pickle.safe_load`. HO3D stores 3D
 quantities in the OpenGL camera frame (y up, z backwards); they are converted to OpenCV when
@@ -27,7 +27,7 @@ pose. The crop and the sample's ``hand_box`` therefore come from ``handBoundingB
 split (as at test time in the real protocol), and ``root3d`` from the root joint. The
 synthetic sets of ``hfl_lite`` also write the full annotation of each evaluation frame to
 ``<root>/evaluation_gt/<sequence>/meta/<frame>.pkl`` (train keys; see
-:mod:`hfl_lite.data.writers`): when that file exists the sample also gets the joints,
+:mod:`hfl_lite.synth.writers`): when that file exists the sample also gets the joints,
 vertices and MANO values; with the real dataset it has none. Without a seg image (the real
 evaluation split has none) there is no ``obj_mask``.
 """
@@ -42,9 +42,9 @@ import torch
 from hfl_lite.geometry.rotations import axis_angle_to_matrix
 
 from .augment import HO3D_AUGMENT
+from .formats import GL_FLIP, HO3D_OBJECT_CHANNEL, HO3D_TO_MANOPTH, transform_mano
 from .sample import (DataError, FrameAnnotation, HandObjectDataset, read_image,
                      require_key, validate_frame)
-from .writers import GL_FLIP, HO3D_TO_MANOPTH, transform_mano
 
 __all__ = ["HO3D", "SPLITS"]
 
@@ -77,8 +77,9 @@ class HO3D(HandObjectDataset):
         augment: False, True (HO3D ranges of the paper) or an ``AugmentConfig``.
         skip_bad: skip bad frames with a warning instead of raising ``DataError``.
         mano_root: folder with ``MANO_RIGHT.pkl`` (None: the stand-in hand).
-        object_models: folder of ``<objName>/textured_simple.obj`` (None: ``<root>/models``
-            when it exists, else the package's own objects).
+        object_models: folder of ``<objName>/textured_simple.obj`` (None: ``<root>/models``), or a
+            function ``name -> (verts, faces)`` such as :func:`hfl_lite.synth.objects.load_object`
+            (see :class:`~hfl_lite.data.sample.ObjectCatalog`).
         seed: augmentation seed (see ``HandObjectDataset``).
     """
 
@@ -171,13 +172,13 @@ class HO3D(HandObjectDataset):
                     mano_trans=torch.from_numpy(trans_cv), mano_root_rest=root_rest)
 
     def _read_object_mask(self, path: Path, shape: tuple[int, int]) -> np.ndarray:
-        """Object pixels ``[H, W]`` bool from the green channel of the seg image."""
+        """Object pixels ``[H, W]`` bool from the object's (green) channel of the seg image."""
         if not path.is_file():
             raise DataError(path, "segmentation image is missing")
         seg = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if seg is None:
             raise DataError(path, "segmentation image cannot be decoded (corrupt or not an image)")
-        mask = seg[:, :, 1] > 127  # BGR: green
+        mask = seg[:, :, ::-1][:, :, HO3D_OBJECT_CHANNEL] > 127  # OpenCV reads BGR
         if mask.shape != shape:
             mask = cv2.resize(mask.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
         return mask

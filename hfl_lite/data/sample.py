@@ -30,7 +30,7 @@ obj_trans       [3]
 obj_ctrl3d      [21, 3]       control points in the object frame (DESIGN.md order)
 obj_ctrl2d      [21, 2]       their projections
 obj_mask        [R, R]        object segmentation sampled over obj_box (0/1)
-obj_id          [] int64      index into ``hfl_lite.data.objects.OBJECT_NAMES`` (-1: not there)
+obj_id          [] int64      index into ``hfl_lite.data.formats.OBJECT_NAMES`` (-1: not there)
 obj_name        str
 obj_diameter    []            metres
 is_left         [] bool       the frame showed a left hand, mirrored to a right one
@@ -57,6 +57,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -68,7 +69,7 @@ from hfl_lite.threads import cpu_threads
 
 from .augment import AugmentConfig, AugmentParams, apply_photometric, sample_params
 from .crop import crop_square, make_crop_transform
-from .writers import transform_mano
+from .formats import YCB_IDS, mesh_diameter, read_obj, transform_mano
 
 __all__ = ["DataError", "FrameAnnotation", "HAND_BOX_ENLARGE", "HandObjectDataset", "ManoHands", "ObjectCatalog",
            "build_sample", "mirror_frame", "read_image", "require_key", "validate_frame"]
@@ -326,15 +327,16 @@ def read_image(path: Path) -> np.ndarray:
 
 
 class ObjectCatalog:
-    """Control points, diameter and id of objects by name, from model files or the package.
+    """Control points, diameter and id of objects by name, from model files or a mesh function.
 
     Args:
-        models_dir: folder of ``<name>/textured_simple.obj`` (the YCB layout both datasets
-            use); None uses the package's own objects (:mod:`hfl_lite.data.objects`).
+        models: a folder of ``<name>/textured_simple.obj`` (the YCB layout both datasets use), or
+            a function ``name -> (verts [V, 3] metres, faces [F, 3])``, e.g.
+            :func:`hfl_lite.synth.objects.load_object` for the package's own procedural objects.
     """
 
-    def __init__(self, models_dir: Path | None):
-        self.models_dir = None if models_dir is None else Path(models_dir)
+    def __init__(self, models: str | Path | Callable[[str], tuple[np.ndarray, np.ndarray]]):
+        self.models = models if callable(models) else Path(models)
         self._info: dict[str, tuple[torch.Tensor, float, int]] = {}
         self._meshes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -345,29 +347,26 @@ class ObjectCatalog:
         return self._meshes[name]
 
     def _read_mesh(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        from . import objects
-
-        if self.models_dir is None:
-            if name not in objects.YCB_IDS:
-                raise DataError(name, f"object {name!r} is not one of the package's objects {objects.OBJECT_NAMES}")
-            return objects.load_object(name)
-        path = self.models_dir / name / "textured_simple.obj"
+        if callable(self.models):
+            try:
+                return self.models(name)
+            except KeyError as err:
+                raise DataError(name, f"no mesh for object {name!r} ({err})") from None
+        path = self.models / name / "textured_simple.obj"
         if not path.is_file():
-            raise DataError(path, f"model of object {name!r} is missing")
+            raise DataError(path, f"model of object {name!r} is missing (object models are read from "
+                                  f"{self.models}; pass object_models= to read them elsewhere)")
         try:
-            return objects.read_obj(path)
+            return read_obj(path)
         except (OSError, ValueError, IndexError) as err:
             raise DataError(path, f"cannot read the object model ({err})") from None
 
     def info(self, name: str) -> tuple[torch.Tensor, float, int]:
         """``(control points [21, 3] float64 m, diameter m, index in OBJECT_NAMES or -1)``."""
-        from . import objects
-
         if name not in self._info:
             verts = self.mesh(name)[0].astype(np.float64)
-            diameter = objects.mesh_diameter(verts)
             ctrl = control_points_from_vertices(torch.from_numpy(verts))
-            self._info[name] = (ctrl, diameter, objects.YCB_IDS.get(name, 0) - 1)
+            self._info[name] = (ctrl, mesh_diameter(verts), YCB_IDS.get(name, 0) - 1)
         return self._info[name]
 
 
@@ -429,8 +428,7 @@ class HandObjectDataset(torch.utils.data.Dataset):
     Subclasses list their frames with ``_set_ids`` and implement ``_read(index)`` (one frame
     from disk, raising :class:`DataError` for anything missing or wrong). ``hands``
     (:class:`ManoHands` of ``mano_root``) and ``objects`` (:class:`ObjectCatalog` of
-    ``object_models``, default ``<root>/models`` when it exists, else the package's objects)
-    serve them.
+    ``object_models``, default ``<root>/models``) serve them.
 
     Augmentation randomness: with ``seed=None`` each draw takes a seed from torch's global
     generator, which ``torch.manual_seed`` fixes and which ``DataLoader`` seeds differently
@@ -455,8 +453,7 @@ class HandObjectDataset(torch.utils.data.Dataset):
         if not self.root.is_dir():
             raise FileNotFoundError(f"{type(self).__name__}: root {str(self.root)!r} is not a directory")
         self.hands = ManoHands(mano_root)
-        models = Path(object_models) if object_models is not None else self.root / "models"
-        self.objects = ObjectCatalog(models if object_models is not None or models.is_dir() else None)
+        self.objects = ObjectCatalog(object_models if object_models is not None else self.root / "models")
         self.split = split
         preset = get_preset() if image_size is None or roi_size is None else None
         self.image_size = int(image_size if image_size is not None else preset.image_size)

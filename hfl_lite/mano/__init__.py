@@ -9,7 +9,7 @@ Without MANO's files (``MANO_ROOT``) the layer uses the project's stand-in hand,
 openly made asset in MANO's format that is NOT MANO (see :mod:`hfl_lite.mano.standin`).
 """
 from ..safe_pickle import UnsafePickleError
-from .asset import STANDIN_DIR, ManoAsset, StandinAssetWarning, find_mano_asset, load_mano_pickle
+from .asset import STANDIN_FOLDER, ManoAsset, StandinAssetWarning, find_mano_asset, load_mano_pickle
 from .constants import (
     FINGER_JOINTS,
     JOINT_NAMES,
@@ -24,6 +24,6 @@ from .layer import ManoLayer, project_to_rotation
 
 __all__ = [
     "FINGER_JOINTS", "JOINT_NAMES", "JOINT_REORDER", "MANO_JOINT_NAMES", "MANO_PARENTS", "ManoAsset", "ManoLayer",
-    "SKELETON_PARENTS", "STANDIN_DIR", "StandinAssetWarning", "TIP_VERTS_LEFT", "TIP_VERTS_RIGHT",
+    "SKELETON_PARENTS", "STANDIN_FOLDER", "StandinAssetWarning", "TIP_VERTS_LEFT", "TIP_VERTS_RIGHT",
     "UnsafePickleError", "find_mano_asset", "load_mano_pickle", "project_to_rotation",
 ]

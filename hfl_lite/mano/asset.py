@@ -4,9 +4,9 @@ Where the layer looks, in order:
 
 1. the ``mano_root`` argument, a folder holding the two files;
 2. the environment variable ``MANO_ROOT`` (the same kind of folder);
-3. the project's stand-in hand (not MANO): ``data_samples/mano_standin`` beside the
-   package, or, when the package was installed without that folder (e.g. ``pip install``
-   from git in Colab), the same asset built in memory by :mod:`hfl_lite.mano.standin`.
+3. the project's stand-in hand (not MANO): ``mano_standin/`` of the samples folder
+   (:func:`hfl_lite.samples.samples_root`), or, when there is none, the same asset built in
+   memory by :mod:`hfl_lite.mano.standin`.
 
 A folder named in 1 or 2 that lacks the file is an error, never a silent fallback.
 """
@@ -23,12 +23,12 @@ import numpy as np
 from ..safe_pickle import safe_load
 from .constants import ASSET_FILES, N_JOINTS, N_VERTS, REQUIRED_SHAPES, STANDIN_MARKER
 
-__all__ = ["ManoAsset", "StandinAssetWarning", "STANDIN_DIR", "find_mano_asset", "load_mano_pickle"]
+__all__ = ["ManoAsset", "StandinAssetWarning", "STANDIN_FOLDER", "find_mano_asset", "load_mano_pickle"]
 
 logger = logging.getLogger(__name__)
 
-#: Where the committed stand-in files live (beside the package in a source checkout).
-STANDIN_DIR = Path(__file__).resolve().parents[2] / "data_samples" / "mano_standin"
+#: The stand-in files' folder inside the samples folder.
+STANDIN_FOLDER = "mano_standin"
 
 
 class StandinAssetWarning(UserWarning):
@@ -127,6 +127,17 @@ def _announce(kind: str, source: str) -> None:
         logger.info("hfl_lite.mano: using MANO from %s", source)
 
 
+def _standin_file(name: str) -> Path | None:
+    """The stand-in's file ``name`` in the samples folder, or None when there is none."""
+    from ..samples import SamplesNotFoundError, samples_root
+
+    try:
+        path = samples_root() / STANDIN_FOLDER / name
+    except SamplesNotFoundError:
+        return None
+    return path if path.is_file() else None
+
+
 def find_mano_asset(mano_root: str | os.PathLike | None = None, side: str = "right", dtype=np.float32) -> ManoAsset:
     """Locate and load the asset for ``side`` (see the module docstring for the search order)."""
     if side not in ASSET_FILES:
@@ -142,8 +153,8 @@ def find_mano_asset(mano_root: str | os.PathLike | None = None, side: str = "rig
                                     f"folder holding {ASSET_FILES['right']} and {ASSET_FILES['left']})")
         data = load_mano_pickle(path, dtype=dtype)
         source = str(path)
-    elif (STANDIN_DIR / name).is_file():
-        source = str(STANDIN_DIR / name)
+    elif (standin := _standin_file(name)) is not None:
+        source = str(standin)
         data = load_mano_pickle(source, dtype=dtype)
     else:
         from .standin import build_standin

@@ -1,28 +1,24 @@
 """Writers of synthetic frames in the real HO3D and Dex-YCB layouts (the loaders' contract).
 
 Everything the synthesis produces is in the OpenCV camera frame (x right, y down, z forward),
-metres; the writers convert to each dataset's conventions. Readers:
-:class:`hfl_lite.data.HO3D`, :class:`hfl_lite.data.DexYCB`.
+metres; the writers convert to each dataset's conventions, which they take from the reading
+side (:mod:`hfl_lite.data.formats`), and are exact inverses of the readers
+:class:`hfl_lite.data.HO3D` and :class:`hfl_lite.data.DexYCB`.
 
 Conventions shared by both layouts
 ----------------------------------
 * Images 640x480 RGB, JPEG quality 90 (OpenCV's encoder, no metadata, no timestamps).
-* Objects are the project's YCB-like stand-ins (:mod:`hfl_lite.data.objects`), with their
+* Objects are the project's YCB-like stand-ins (:mod:`hfl_lite.synth.objects`), with their
   models written to ``<root>/models/<name>/textured_simple.obj`` (HO3D also ``points.xyz``;
-  read them with :func:`hfl_lite.data.objects.read_obj`); object poses map the model's own
+  read them with :func:`hfl_lite.data.formats.read_obj`); object poses map the model's own
   frame (origin at its bounding-box centre) to the camera: ``X_cam = R X_obj + t``.
 * Hands are the stand-in MANO hand (:class:`hfl_lite.mano.ManoLayer` with ``mano_root=None``,
-  or the real MANO when ``MANO_ROOT`` / ``--mano-root`` is set while generating).
-  MANO rotates the hand about its rest wrist ``J0`` (the root joint of the shaped template,
-  which depends on the betas only): ``verts = R_g (v - J0) + J0 + trans``. A rigid change of
-  frame ``X -> R X + t`` therefore maps ``(R_g, trans)`` to ``(R R_g, R (J0 + trans) + t - J0)``
-  (:func:`transform_mano`); the other 45 pose values are unchanged.
+  or the real MANO when ``MANO_ROOT`` / ``--mano-root`` is set while generating), moved between
+  frames with :func:`hfl_lite.data.formats.transform_mano` (MANO rotates the hand about its
+  rest wrist, so a change of frame also moves the translation).
 * Every frame is rendered independently: frames of one sequence share the object, the hand's
   shape (subject) and the cameras (Dex-YCB) or camera matrix (HO3D), and differ in grasp and
   pose; HO3D frames each have their own viewpoint.
-* Helpers for readers: :func:`transform_mano` (frame changes of a MANO hand, e.g. OpenGL ->
-  OpenCV with ``GL_FLIP``), :data:`HO3D_TO_MANOPTH` / :data:`MANOPTH_TO_HO3D` (joint orders),
-  :func:`pca_to_pose` / :func:`pose_to_pca` (Dex-YCB's 45 PCA coefficients).
 
 HO3D (v2/v3 layout)
 -------------------
@@ -31,7 +27,8 @@ HO3D (v2/v3 layout)
     <root>/train.txt, <root>/evaluation.txt       "<sequence>/<frame>" per line (frame = %04d)
     <root>/train/<seq>/rgb/<frame>.jpg
     <root>/train/<seq>/seg/<frame>.png            640x480 RGB: object (0,255,0), hand (0,0,255),
-                                                  background black (object drawn where visible)
+                                                  background black (object drawn where visible;
+                                                  formats.HO3D_OBJECT_CHANNEL, HO3D_HAND_CHANNEL)
     <root>/train/<seq>/meta/<frame>.pkl           dict, pickle protocol 2, numpy arrays
     <root>/evaluation/<seq>/{rgb,seg,meta}/...    same, meta as HO3D's evaluation split (below)
     <root>/evaluation_gt/<seq>/meta/<frame>.pkl   full ground truth of the evaluation frames, same
@@ -68,7 +65,8 @@ Dex-YCB layout
                                                   extrinsics (name)
     <root>/<subject>/<sequence>/<serial>/color_%06d.jpg
     <root>/<subject>/<sequence>/<serial>/labels_%06d.npz   seg uint8 [480,640] (0 background,
-                                                  255 hand, else the ycb id of the visible object),
+                                                  255 hand (formats.HAND_LABEL), else the ycb id
+                                                  of the visible object),
                                                   pose_y float32 [n_obj,3,4] ([R|t], in ycb_ids
                                                   order), pose_m float32 [1,51], joint_3d float32
                                                   [1,21,3] (m, manopth order), joint_2d float32 [1,21,2]
@@ -80,15 +78,16 @@ Dex-YCB layout
 
 Everything in the OpenCV camera frame of the serial, metres. ``pose_m`` = global axis-angle (3),
 45 PCA coefficients of the side's layer with ``flat_hand_mean=False`` (``pose45 = hands_mean +
-coeffs @ components``, :func:`pose_to_pca`), translation (3); ``ManoLayer(side, use_pca=True,
-ncomps=45, flat_hand_mean=False)(pose_m[:, :48], betas, pose_m[:, 48:])`` / 1000 gives the
-hand. Left hands occur (``mano_sides: [left]``, the stand-in's left layer). Subjects are
-``2020MMDD-subject-NN`` numbered from 01 without gaps, sequences ``YYYYMMDD_HHMMSS`` sorting in
-creation order, serials the eight of the real rig. The synthesis places sequences so that the
-official s0 rules, applied to the sorted subject and sequence folders, give the intended
-splits: train = sequences ``i % 5 != 4`` of every subject; val = ``i % 5 == 4`` of subjects 0,
-1; test = ``i % 5 == 4`` of subjects 2..9 (see :func:`plan_dexycb`). The npz files are written
-with fixed zip timestamps (bit-for-bit reproducible); depth images are not written.
+coeffs @ components``, :func:`hfl_lite.data.formats.pose_to_pca`), translation (3);
+``ManoLayer(side, use_pca=True, ncomps=45, flat_hand_mean=False)(pose_m[:, :48], betas,
+pose_m[:, 48:])`` / 1000 gives the hand. Left hands occur (``mano_sides: [left]``, the stand-in's
+left layer). Subjects are ``2020MMDD-subject-NN`` numbered from 01 without gaps, sequences
+``YYYYMMDD_HHMMSS`` sorting in creation order, serials the eight of the real rig. The synthesis
+places sequences so that the official s0 rules, applied to the sorted subject and sequence
+folders, give the intended splits: train = sequences ``i % 5 != 4`` of every subject; val =
+``i % 5 == 4`` of subjects 0, 1; test = ``i % 5 == 4`` of subjects 2..9 (see :func:`plan_dexycb`).
+The npz files are written with fixed zip timestamps (bit-for-bit reproducible); depth images are
+not written.
 """
 from __future__ import annotations
 
@@ -105,25 +104,20 @@ import numpy as np
 import torch
 import yaml
 
+from hfl_lite.data.formats import (GL_FLIP, HAND_LABEL, HO3D_HAND_CHANNEL, HO3D_OBJECT_CHANNEL, MANOPTH_TO_HO3D,
+                                   YCB_IDS, pose_to_pca, transform_mano)
 from hfl_lite.geometry.control_points import control_points_from_vertices
-from hfl_lite.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
-from hfl_lite.mano.constants import JOINT_REORDER
+from hfl_lite.geometry.rotations import matrix_to_axis_angle
 
 from . import objects
 
 __all__ = [
-    "GL_FLIP",
-    "HO3D_TO_MANOPTH",
-    "MANOPTH_TO_HO3D",
     "DEXYCB_SERIALS",
     "DEXYCB_SUBJECTS",
-    "HAND_LABEL",
     "HandGT",
     "ObjectGT",
     "FrameGT",
-    "transform_mano",
-    "pose_to_pca",
-    "pca_to_pose",
+    "hand_bounding_box",
     "plan_dexycb",
     "HO3DFrameRecord",
     "HO3DWriter",
@@ -134,20 +128,9 @@ __all__ = [
     "write_npz",
 ]
 
-GL_FLIP = np.diag([1.0, -1.0, -1.0])
-"""OpenCV <-> OpenGL camera frames: ``X_gl = GL_FLIP X_cv`` (a rotation by pi about x)."""
-
-HO3D_TO_MANOPTH = list(JOINT_REORDER)  # HO3D's order: MANO's 16 joints, then the 5 tips
-"""``joints_manopth = joints_ho3d[HO3D_TO_MANOPTH]``."""
-MANOPTH_TO_HO3D = [int(i) for i in np.argsort(HO3D_TO_MANOPTH)]
-"""``joints_ho3d = joints_manopth[MANOPTH_TO_HO3D]``."""
-
 DEXYCB_SERIALS = ["836212060125", "839512060362", "840412060917", "841412060263",
                   "932122060857", "932122060861", "932122061900", "932122062010"]
 """Serial numbers of Dex-YCB's eight cameras (folder names)."""
-
-HAND_LABEL = 255
-"""Label value of hand pixels (Dex-YCB's); objects use their ycb id, background 0."""
 
 JPEG_QUALITY = 90
 
@@ -202,52 +185,8 @@ class FrameGT:
 # Conversions
 # --------------------------------------------------------------------------------------------
 
-def _aa_to_R(aa: np.ndarray) -> np.ndarray:
-    return axis_angle_to_matrix(torch.as_tensor(np.asarray(aa, np.float64))).numpy()
-
-
 def _R_to_aa(R: np.ndarray) -> np.ndarray:
     return matrix_to_axis_angle(torch.as_tensor(np.asarray(R, np.float64))).numpy()
-
-
-def transform_mano(global_aa: np.ndarray, trans: np.ndarray, root_rest: np.ndarray, R: np.ndarray,
-                   t: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Express a MANO hand in another frame ``X -> R X + t``.
-
-    Args:
-        global_aa: ``[3]`` global axis-angle of the hand (radians).
-        trans: ``[3]`` MANO translation (metres).
-        root_rest: ``[3]`` rest wrist ``J0`` (metres) of the hand's shape: MANO rotates about it.
-        R: ``[3, 3]`` rotation, ``t``: ``[3]`` translation (None: zero).
-
-    Returns:
-        ``(global_aa [3], trans [3])`` such that MANO with them gives ``R verts + t``.
-        With ``R = GL_FLIP`` and ``t = None`` this converts OpenCV <-> OpenGL (it is its own inverse).
-    """
-    R = np.asarray(R, np.float64)
-    t = np.zeros(3) if t is None else np.asarray(t, np.float64)
-    J0 = np.asarray(root_rest, np.float64)
-    new_aa = _R_to_aa(R @ _aa_to_R(global_aa))
-    new_trans = R @ (J0 + np.asarray(trans, np.float64)) + t - J0
-    return new_aa, new_trans
-
-
-def pose_to_pca(pose45: np.ndarray, hands_mean: np.ndarray, components: np.ndarray) -> np.ndarray:
-    """45 joint axis-angles (flat-mean convention) -> 45 PCA coefficients of a MANO layer with
-    ``flat_hand_mean=False``: solves ``pose45 = hands_mean + coeffs @ components`` exactly.
-
-    ``hands_mean`` [45], ``components`` [45, 45] (rows are components), ``pose45`` [..., 45].
-    """
-    comps = np.asarray(components, np.float64)
-    if comps.shape != (45, 45):
-        raise ValueError(f"pose_to_pca: components must be [45, 45], got {comps.shape}")
-    rhs = np.asarray(pose45, np.float64) - np.asarray(hands_mean, np.float64)
-    return np.linalg.solve(comps.T, rhs.reshape(-1, 45).T).T.reshape(rhs.shape)
-
-
-def pca_to_pose(coeffs: np.ndarray, hands_mean: np.ndarray, components: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`pose_to_pca`: ``hands_mean + coeffs @ components`` ([..., 45])."""
-    return np.asarray(hands_mean, np.float64) + np.asarray(coeffs, np.float64) @ np.asarray(components, np.float64)
 
 
 def _project(points: np.ndarray, K: np.ndarray) -> np.ndarray:
@@ -380,8 +319,8 @@ class HO3DWriter:
             (folder / sub).mkdir(parents=True, exist_ok=True)
         write_jpeg(folder / "rgb" / f"{fid}.jpg", frame.rgb)
         seg = np.zeros(frame.label.shape + (3,), np.uint8)
-        seg[frame.label == objects.YCB_IDS[frame.grasped.name], 1] = 255
-        seg[frame.label == HAND_LABEL, 2] = 255
+        seg[frame.label == YCB_IDS[frame.grasped.name], HO3D_OBJECT_CHANNEL] = 255
+        seg[frame.label == HAND_LABEL, HO3D_HAND_CHANNEL] = 255
         write_png(folder / "seg" / f"{fid}.png", seg)
         meta = self.meta(frame)
         xyz = verts = None

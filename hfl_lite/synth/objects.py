@@ -13,9 +13,9 @@ the object frame painted another colour, optionally striped) break the symmetrie
 objects' textures break, so that the pose of a non-symmetric object is visible in an image.
 
 Object frame: origin at the centre of the axis-aligned bounding box, z along the object's
-"up" (the tallest side for bottles and boxes standing upright). ``OBJECT_NAMES`` are the 21
-objects of Dex-YCB in the official order, so Dex-YCB's ``ycb_ids`` are ``OBJECT_NAMES.index(name)
-+ 1``; the ten HO3D objects are among them with the same names.
+"up" (the tallest side for bottles and boxes standing upright). Every object of
+:data:`hfl_lite.data.formats.OBJECT_NAMES` (Dex-YCB's 21, HO3D's ten among them) has a stand-in
+under its YCB name.
 
     >>> verts, faces = load_object("006_mustard_bottle")   # [V, 3] metres, [F, 3] int64
     >>> control_points("006_mustard_bottle").shape          # torch [21, 3], DESIGN.md order
@@ -23,7 +23,8 @@ objects of Dex-YCB in the official order, so Dex-YCB's ``ycb_ids`` are ``OBJECT_
 
 Files, as the datasets store models (:func:`write_model`): ``<dir>/<name>/textured_simple.obj``
 (``v x y z r g b`` lines: positions in metres and per-vertex colours in [0, 1], then 1-based
-``f`` lines) and ``<dir>/<name>/points.xyz`` (HO3D style: one ``x y z`` line per surface vertex).
+``f`` lines) and ``<dir>/<name>/points.xyz`` (HO3D style: one ``x y z`` line per surface vertex);
+the readers load them with :func:`hfl_lite.data.formats.read_obj`.
 """
 from __future__ import annotations
 
@@ -35,36 +36,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hfl_lite.data.formats import OBJECT_NAMES, YCB_IDS, mesh_diameter
 from hfl_lite.geometry.control_points import control_points_from_vertices
 
 __all__ = [
-    "OBJECT_NAMES",
-    "YCB_IDS",
-    "SYMMETRIC",
     "ObjectModel",
     "get_object",
     "load_object",
     "object_diameter",
-    "mesh_diameter",
     "control_points",
     "write_model",
-    "read_obj",
 ]
-
-OBJECT_NAMES: list[str] = [
-    "002_master_chef_can", "003_cracker_box", "004_sugar_box", "005_tomato_soup_can",
-    "006_mustard_bottle", "007_tuna_fish_can", "008_pudding_box", "009_gelatin_box",
-    "010_potted_meat_can", "011_banana", "019_pitcher_base", "021_bleach_cleanser",
-    "024_bowl", "025_mug", "035_power_drill", "036_wood_block", "037_scissors",
-    "040_large_marker", "051_large_clamp", "052_extra_large_clamp", "061_foam_brick",
-]
-"""The 21 YCB objects of Dex-YCB, in Dex-YCB's order."""
-
-YCB_IDS: dict[str, int] = {name: i + 1 for i, name in enumerate(OBJECT_NAMES)}
-"""Dex-YCB object id (1..21, the value in ``meta.yml`` ``ycb_ids`` and in label ``seg``) by name."""
-
-SYMMETRIC: frozenset[str] = frozenset({"024_bowl", "036_wood_block", "052_extra_large_clamp", "061_foam_brick"})
-"""Objects evaluated with ADD-S (Dex-YCB's symmetric set)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -539,15 +521,6 @@ def get_object(name: str) -> ObjectModel:
     return model
 
 
-def mesh_diameter(verts: np.ndarray) -> float:
-    """Largest distance between two of the points ``verts [V, 3]`` (metres; float64 arithmetic)."""
-    from scipy.spatial import ConvexHull
-
-    verts = np.asarray(verts, np.float64)
-    hull = verts[ConvexHull(verts).vertices]  # the farthest pair lies on the convex hull
-    return float(np.linalg.norm(hull[:, None, :] - hull[None, :, :], axis=-1).max())
-
-
 def load_object(name: str) -> tuple[np.ndarray, np.ndarray]:
     """Mesh of a YCB-like object: ``(verts [V, 3] float32 metres, faces [F, 3] int64)``."""
     m = get_object(name)
@@ -580,26 +553,3 @@ def write_model(name: str, models_dir: str | Path, points: bool = True) -> Path:
     if points:
         (folder / "points.xyz").write_text("\n".join(f"{x:.5f} {y:.5f} {z:.5f}" for x, y, z in m.verts) + "\n")
     return folder
-
-
-def read_obj(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read vertices ``[V, 3]`` float32 and triangle faces ``[F, 3]`` int64 (0-based) from an OBJ file.
-
-    Accepts ``v`` lines with optional colours and ``f`` lines of the forms ``a``, ``a/b``,
-    ``a/b/c`` and ``a//c``; polygons are split into fans.
-    """
-    verts, faces = [], []
-    with open(path) as fh:
-        for line in fh:
-            parts = line.split()
-            if not parts:
-                continue
-            if parts[0] == "v":
-                verts.append([float(x) for x in parts[1:4]])
-            elif parts[0] == "f":
-                idx = [int(tok.split("/")[0]) for tok in parts[1:]]
-                idx = [i - 1 if i > 0 else len(verts) + i for i in idx]
-                faces += [[idx[0], idx[k], idx[k + 1]] for k in range(1, len(idx) - 1)]
-    if not verts or not faces:
-        raise ValueError(f"read_obj: no vertices or faces in {path}")
-    return np.asarray(verts, np.float32), np.asarray(faces, np.int64)

@@ -20,11 +20,10 @@ triangles, 640x480) on the project's 2-core CPU, one thread, rasterisation takes
 per image, while first-hit ray casting with trimesh + embreex (pip-installable, 50 MB) took
 about 40 ms before any depth or barycentric interpolation; a whole image here (rasterise,
 shade, background, noise) costs about 75 ms of CPU, some 13 images/s per core. Measure with
-:func:`bench_renderer`.
+``python -m hfl_lite bench --sections render`` (:mod:`hfl_lite.bench.render`).
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -40,7 +39,6 @@ __all__ = [
     "random_background",
     "sensor_noise",
     "vertex_normals",
-    "bench_renderer",
 ]
 
 
@@ -282,28 +280,3 @@ def render_scene(meshes: list[RenderMesh], K: np.ndarray, rng: np.random.Generat
     depth_out = np.where(np.isfinite(depth), depth, 0.0).astype(np.float32)
     return {"rgb": sensor_noise(rgb.reshape(height, width, 3), rng), "depth": depth_out.reshape(height, width),
             "label": label.reshape(height, width)}
-
-
-def bench_renderer(n: int = 20, seed: int = 0, device: str | torch.device = "cpu") -> dict:
-    """Time :func:`render_scene` on ``n`` synthetic grasp scenes at 640x480.
-
-    Scenes (grasp, camera) are made before timing starts; only rendering is timed.
-    Returns ``{"images_per_s", "ms_per_image", "cpu_ms_per_image", "n", "device", "threads",
-    "mean_triangles"}``; ``cpu_ms_per_image`` (process CPU time) shows the cost on a machine
-    shared with other work, where wall-clock figures drop.
-    """
-    from hfl_lite.data.synth import make_frame_meshes, sample_scene
-
-    rng = np.random.default_rng(seed)
-    scenes = [sample_scene(rng, "021_bleach_cleanser" if i % 2 else "006_mustard_bottle") for i in range(n)]
-    frames = [make_frame_meshes(s) for s in scenes]
-    tris = [sum(len(m.faces) for m in meshes) for meshes, _ in frames]
-    render_scene(frames[0][0], frames[0][1], np.random.default_rng(0), device=device)  # warm-up
-    t0, c0 = time.perf_counter(), time.process_time()
-    for i, (meshes, K) in enumerate(frames):
-        render_scene(meshes, K, np.random.default_rng(i), device=device)
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"images_per_s": n / dt, "ms_per_image": 1000 * dt / n, "cpu_ms_per_image": 1000 * cpu / n, "n": n,
-            "device": str(device), "threads": torch.get_num_threads(), "mean_triangles": float(np.mean(tris))}

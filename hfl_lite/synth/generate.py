@@ -2,11 +2,11 @@
 
     python -m hfl_lite synth --layout both --out data_samples --size small --seed 0 --overwrite
 
-Each frame: a YCB-like object (:mod:`hfl_lite.data.objects`) held by the stand-in hand in a
-grasp made by :mod:`hfl_lite.data.grasp`, seen from a random camera 0.4-0.8 m away (both
-hand and object inside the image), rendered at 640x480 by :mod:`hfl_lite.data.render` over a
-procedural background, and written by :mod:`hfl_lite.data.writers` (file formats and
-conventions are documented there).
+Each frame: a YCB-like object (:mod:`hfl_lite.synth.objects`) held by the stand-in hand in a
+grasp made by :mod:`hfl_lite.synth.grasp`, seen from a random camera 0.4-0.8 m away (both
+hand and object inside the image; :mod:`hfl_lite.synth.scene`), rendered at 640x480 by
+:mod:`hfl_lite.synth.render` over a procedural background, and written by
+:mod:`hfl_lite.synth.writers` (file formats and conventions are documented there).
 
 Structure of the sets:
 
@@ -14,7 +14,7 @@ Structure of the sets:
   :data:`HO3D_EVAL_OBJECTS` (HO3D's evaluated objects); one object, hand shape, skin tone and
   camera matrix per sequence; every frame a new grasp and viewpoint, chosen so that hand and
   object both show (:data:`MIN_VISIBLE_PIXELS`).
-* Dex-YCB: sequences planned for the s0 split (:func:`hfl_lite.data.writers.plan_dexycb`), each
+* Dex-YCB: sequences planned for the s0 split (:func:`hfl_lite.synth.writers.plan_dexycb`), each
   with a grasped object from :data:`DEXYCB_OBJECTS` (symmetric ones included) and one or two
   other objects standing near it, a right or (30 %) left hand, a rig of cameras fixed for the
   sequence; every frame a new grasp moved a little in the scene, seen by every camera.
@@ -44,24 +44,23 @@ import cv2
 import numpy as np
 import torch
 
+from hfl_lite.data.formats import HAND_LABEL, YCB_IDS, transform_mano
 from hfl_lite.geometry.rotations import axis_angle_to_matrix
 from hfl_lite.threads import cpu_threads
 
-from . import objects as objmod
-from .grasp import Grasp, get_hand_model, sample_grasp
-from .render import RenderMesh, render_scene, vertex_normals
-from .writers import (DEXYCB_SERIALS, DEXYCB_SUBJECTS, HAND_LABEL, DexYCBWriter, FrameGT, HandGT, HO3DFrameRecord,
-                      HO3DWriter, ObjectGT, dexycb_sequence_name, plan_dexycb, transform_mano)
+from . import objects
+from .grasp import get_hand_model, sample_grasp
+from .render import render_scene
+from .scene import (HEIGHT, WIDTH, Scene, key_points, make_frame_meshes, random_intrinsics, sample_camera,
+                    skin_colour)
+from .writers import (DEXYCB_SERIALS, DEXYCB_SUBJECTS, DexYCBWriter, FrameGT, HandGT, HO3DFrameRecord, HO3DWriter,
+                      ObjectGT, dexycb_sequence_name, plan_dexycb)
 
 __all__ = [
     "HO3D_TRAIN_OBJECTS",
     "HO3D_EVAL_OBJECTS",
     "DEXYCB_OBJECTS",
     "SIZES",
-    "Scene",
-    "sample_camera",
-    "sample_scene",
-    "make_frame_meshes",
     "generate_ho3d",
     "generate_dexycb",
     "main",
@@ -76,7 +75,6 @@ _HO3D_CODES = {"003_cracker_box": "CB", "006_mustard_bottle": "MB", "010_potted_
 SIZES = {"small": (48, 16), "medium": (2000, 400), "large": (10000, 2000)}
 """``--size`` presets: (train images, evaluation images) per layout."""
 
-HEIGHT, WIDTH = 480, 640
 MIN_VISIBLE_PIXELS = 600
 """HO3D frames show at least this many hand and object pixels (up to four viewpoints are tried)."""
 _LAYOUT_CODE = {"ho3d": 1, "dexycb": 2}
@@ -87,124 +85,8 @@ def _rng(seed: int, layout: str, *index: int) -> np.random.Generator:
 
 
 # --------------------------------------------------------------------------------------------
-# Scenes
+# Frames
 # --------------------------------------------------------------------------------------------
-
-@dataclass
-class Scene:
-    """A grasp seen by a camera: ``grasp`` (in the object's frame), world -> camera ``R`` [3, 3],
-    ``t`` [3], intrinsics ``K`` [3, 3], skin colour [3], the grasped object's pose in the world
-    ``obj_R``, ``obj_t`` (None: identity) and other objects ``extras`` as (name, R_world, t_world)."""
-
-    grasp: Grasp
-    R: np.ndarray
-    t: np.ndarray
-    K: np.ndarray
-    skin: np.ndarray
-    extras: tuple = ()
-    obj_R: np.ndarray | None = None
-    obj_t: np.ndarray | None = None
-
-    def object_to_camera(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(R, t)`` mapping the grasped object's frame (and the grasp) to the camera."""
-        Ro = np.eye(3) if self.obj_R is None else self.obj_R
-        to = np.zeros(3) if self.obj_t is None else self.obj_t
-        return self.R @ Ro, self.R @ to + self.t
-
-
-def random_intrinsics(rng: np.random.Generator) -> np.ndarray:
-    """Intrinsics [3, 3] of a 640x480 camera like HO3D's and Dex-YCB's (f about 615 px)."""
-    f = rng.uniform(600.0, 630.0)
-    return np.array([[f * rng.uniform(0.998, 1.002), 0.0, 320.0 + rng.uniform(-8, 8)],
-                     [0.0, f, 240.0 + rng.uniform(-8, 8)], [0.0, 0.0, 1.0]])
-
-
-def skin_colour(rng: np.random.Generator) -> np.ndarray:
-    """A skin albedo [3] in [0, 1], from light to dark."""
-    u = rng.uniform(0.0, 1.0)
-    return (1 - u) * np.array([0.93, 0.76, 0.64]) + u * np.array([0.42, 0.28, 0.20])
-
-
-def _look_at(direction: np.ndarray, target: np.ndarray, distance: float, roll: float) -> tuple[np.ndarray, np.ndarray]:
-    """World -> camera (R, t) for a camera at ``target + distance * direction`` looking at ``target``."""
-    z = -direction / np.linalg.norm(direction)
-    helper = np.array([0.0, 0.0, 1.0]) if abs(z[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
-    x = np.cross(helper, z)
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    c, s = math.cos(roll), math.sin(roll)
-    R = np.stack([c * x + s * y, -s * x + c * y, z])
-    centre = target + distance * direction / np.linalg.norm(direction)
-    return R, -R @ centre
-
-
-def _in_view(points: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray, margin: float = 8.0) -> bool:
-    cam = points @ R.T + t
-    if (cam[:, 2] < 0.1).any():
-        return False
-    uv = cam[:, :2] / cam[:, 2:3] * np.diag(K)[:2] + K[:2, 2]
-    limit = np.array([WIDTH - 1 - margin, HEIGHT - 1 - margin])
-    return bool((uv >= margin).all() and (uv <= limit).all())
-
-
-def _blocks_view(camera: np.ndarray, target: np.ndarray, spheres) -> bool:
-    """Whether a sphere (centre, radius) comes within 3 cm of the segment camera -> target."""
-    d = target - camera
-    for c, r in spheres:
-        s = np.clip((c - camera) @ d / (d @ d), 0.0, 1.0)
-        if np.linalg.norm(camera + s * d - c) < r + 0.03:
-            return True
-    return False
-
-
-def sample_camera(rng: np.random.Generator, points: np.ndarray, K: np.ndarray, near: float = 0.4, far: float = 0.8,
-                  tries: int = 30, avoid=()) -> tuple[np.ndarray, np.ndarray]:
-    """World -> camera ``(R [3, 3], t [3])`` from a random direction ``near``-``far`` metres from the
-    centre of ``points [N, 3]`` (world frame), with every point inside the image and no sphere of
-    ``avoid`` (centre [3], radius) across the line of sight, when possible in ``tries`` draws."""
-    centre = (points.min(0) + points.max(0)) / 2
-    R = t = None
-    for k in range(tries):
-        direction = rng.normal(size=3)
-        distance = rng.uniform(near, far) * (1.0 + 0.05 * max(0, k - tries // 2))
-        target = centre + rng.normal(0.0, 0.02, size=3)
-        R, t = _look_at(direction, target, distance, rng.uniform(-math.pi, math.pi))
-        if _in_view(points, K, R, t) and not _blocks_view(-R.T @ t, centre, avoid):
-            break
-    return R, t
-
-
-def _key_points(grasp: Grasp) -> np.ndarray:
-    """Points that must be in view: hand joints and the object's control points (object frame)."""
-    return np.concatenate([grasp.joints, objmod.control_points(grasp.object_name).numpy()])
-
-
-def sample_scene(rng: np.random.Generator, object_name: str, side: str = "right", betas: np.ndarray | None = None,
-                 K: np.ndarray | None = None, mano_root=None) -> Scene:
-    """A random grasp of ``object_name`` and a camera that sees it (used by the benchmark)."""
-    hand = get_hand_model(side, mano_root)
-    betas = rng.normal(0.0, 0.7, size=10) if betas is None else betas
-    K = random_intrinsics(rng) if K is None else K
-    grasp = sample_grasp(objmod.get_object(object_name), hand, betas, rng)
-    R, t = sample_camera(rng, _key_points(grasp), K)
-    return Scene(grasp=grasp, R=R, t=t, K=K, skin=skin_colour(rng))
-
-
-def make_frame_meshes(scene: Scene) -> tuple[list[RenderMesh], np.ndarray]:
-    """Camera-frame :class:`RenderMesh` list (hand, grasped object, extras) and ``K``."""
-    g = scene.grasp
-    Rc, tc = scene.object_to_camera()
-    hv = g.verts @ Rc.T + tc
-    shade = 1.0 + 0.04 * np.sin(g.verts @ np.array([91.0, 57.0, 73.0]))[:, None]  # faint skin texture
-    meshes = [RenderMesh(verts=hv, faces=g.faces, normals=vertex_normals(hv, g.faces), label=HAND_LABEL,
-                         colours=np.clip(scene.skin[None] * shade, 0, 1).astype(np.float32))]
-    poses = [(g.object_name, Rc, tc)] + [(name, scene.R @ Rw, scene.R @ tw + scene.t) for name, Rw, tw in scene.extras]
-    for name, R, t in poses:
-        m = objmod.get_object(name)
-        meshes.append(RenderMesh(verts=m.verts @ R.T + t, faces=m.faces, normals=m.normals @ R.T,
-                                 label=objmod.YCB_IDS[name], texture=m.texture, local=m.verts, vert_part=m.vert_part))
-    return meshes, scene.K
-
 
 def _frame_gt(scene: Scene, rgb: np.ndarray, label: np.ndarray, grasp_index: int = 0) -> FrameGT:
     """Ground truth of a rendered scene, in the camera frame; the grasped object is listed at
@@ -261,12 +143,12 @@ def _ho3d_frame(task: tuple) -> HO3DFrameRecord:
     seq_rng = _rng(seed, "ho3d", 0, q)
     K, betas, skin = random_intrinsics(seq_rng), seq_rng.normal(0.0, 0.7, size=10), skin_colour(seq_rng)
     rng = _rng(seed, "ho3d", 1, frame_no)
-    grasp = sample_grasp(objmod.get_object(obj_name), get_hand_model("right", mano_root), betas, rng)
+    grasp = sample_grasp(objects.get_object(obj_name), get_hand_model("right", mano_root), betas, rng)
     for _ in range(4):  # a viewpoint where neither hides the other completely
-        R, t = sample_camera(rng, _key_points(grasp), K)
+        R, t = sample_camera(rng, key_points(grasp), K)
         scene = Scene(grasp=grasp, R=R, t=t, K=K, skin=skin)
         rgb, label = _render(scene, rng)
-        if min((label == HAND_LABEL).sum(), (label == objmod.YCB_IDS[obj_name]).sum()) >= MIN_VISIBLE_PIXELS:
+        if min((label == HAND_LABEL).sum(), (label == YCB_IDS[obj_name]).sum()) >= MIN_VISIBLE_PIXELS:
             break
     return HO3DWriter(out).write_frame(split, sequence, index, _frame_gt(scene, rgb, label))
 
@@ -304,10 +186,10 @@ def _place_extras(rng: np.random.Generator, grasped: str, hand_verts: np.ndarray
     """Other objects 0.2-0.3 m from the grasped one, at least 5 cm clear of it and of the hand."""
     others = [n for n in DEXYCB_OBJECTS if n != grasped]
     chosen = [others[i] for i in rng.permutation(len(others))[:count]]
-    occupied = np.concatenate([hand_verts, objmod.get_object(grasped).verts])
+    occupied = np.concatenate([hand_verts, objects.get_object(grasped).verts])
     extras = []
     for name in chosen:
-        m = objmod.get_object(name)
+        m = objects.get_object(name)
         for _ in range(20):
             direction = rng.normal(size=3)
             t = direction / np.linalg.norm(direction) * rng.uniform(0.2, 0.3)
@@ -346,15 +228,15 @@ def _dexycb_sequence(task: tuple) -> _DexSequence:
     side = "left" if rng.random() < 0.3 else "right"
     hand = get_hand_model(side, mano_root)
     grasped = DEXYCB_OBJECTS[q % len(DEXYCB_OBJECTS)]
-    obj = objmod.get_object(grasped)
+    obj = objects.get_object(grasped)
     first = sample_grasp(obj, hand, betas, rng)
     extras = tuple(_place_extras(rng, grasped, first.verts, int(rng.integers(1, 3))))
     names = [grasped] + [e[0] for e in extras]
     grasp_index = int(rng.integers(0, len(names)))
-    ycb_ids = [objmod.YCB_IDS[n] for n in names]
+    ycb_ids = [YCB_IDS[n] for n in names]
     ycb_ids.insert(grasp_index, ycb_ids.pop(0))
-    spheres = [(te, objmod.get_object(n).diameter / 2) for n, _, te in extras]
-    rig = {s: sample_camera(rng, _key_points(first), intrinsics[s], avoid=spheres) for s in serials}
+    spheres = [(te, objects.get_object(n).diameter / 2) for n, _, te in extras]
+    rig = {s: sample_camera(rng, key_points(first), intrinsics[s], avoid=spheres) for s in serials}
     calib = f"{sequence[:8]}_140000_subject-{item.subject + 1:02d}_{side}"
     extr = f"{sequence[:8]}_{int(sequence[9:]) - 20000:06d}"  # the rig's calibration, two hours earlier
     meta = dict(subject=DEXYCB_SUBJECTS[item.subject], sequence=sequence, serials=list(serials),
@@ -371,7 +253,7 @@ def _dexycb_sequence(task: tuple) -> _DexSequence:
             for _ in range(3):
                 trial = sample_grasp(obj, hand, betas, frng)
                 hv = trial.verts @ Rm.T + tm
-                if all(objmod.get_object(n).sdf((hv - te) @ Re).min() > 0.005 for n, Re, te in extras):
+                if all(objects.get_object(n).sdf((hv - te) @ Re).min() > 0.005 for n, Re, te in extras):
                     grasp = trial
                     break
         for s in serials:
@@ -453,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m hfl_lite synth``."""
     p = argparse.ArgumentParser(prog="python -m hfl_lite synth",
                                 description="Render synthetic hand-object sets in the HO3D and Dex-YCB layouts "
-                                            "(formats: hfl_lite/data/writers.py).")
+                                            "(formats: hfl_lite/synth/writers.py).")
     p.add_argument("--layout", choices=("ho3d", "dexycb", "both"), default="both")
     p.add_argument("--out", required=True, help="output folder; with --layout both, OUT/ho3d and OUT/dexycb")
     p.add_argument("--size", choices=sorted(SIZES), help="preset image counts (train, evaluation), default small: "

@@ -1,24 +1,27 @@
-"""Benchmarks: batched torch EPnP and vote-to-pose against per-sample OpenCV loops.
+"""The ``epnp`` and ``voting`` sections: batched torch EPnP and vote-to-pose against OpenCV loops.
 
 Both sides run in the same process on the same problems, so the ratio is meaningful on the
-machine at hand (absolute times are not). ``python -m hfl_lite bench --sections epnp,voting``
-runs them as part of the benchmark command; ``python bench/epnp.py [--device cuda]`` alone.
-:func:`bench_epnp` / :func:`bench_voting` each return a list of dict rows.
+machine at hand (absolute times are not). :func:`bench_epnp` / :func:`bench_voting` each return
+a list of dict rows; :func:`bench_epnp_section` / :func:`bench_voting_section` turn them into the
+command's records (``python -m hfl_lite bench --sections epnp,voting``).
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 
 import cv2
 import numpy as np
 import torch
 
-from hfl_lite.bench import timed
-from hfl_lite.presets import pick_device
-from hfl_lite.threads import cpu_threads
 from hfl_lite.geometry import (control_points_from_bounds, epnp, offset_targets, project_points, random_pnp_problems,
                                solve_pose_from_votes, tight_box, transform_points)
+from hfl_lite.presets import pick_device
+from hfl_lite.threads import cpu_threads
+
+from .settings import Settings, record
+from .timing import timed
+
+__all__ = ["bench_epnp", "bench_epnp_section", "bench_voting", "bench_voting_section"]
 
 
 def _timed_ms(fn, repeats: int, device: torch.device) -> tuple[float, float, object]:
@@ -153,29 +156,25 @@ def bench_voting(batches=(1, 64, 256), grid: int = 32, repeats: int = 3, vote_no
     return rows
 
 
-def format_rows(rows: list[dict]) -> str:
-    """Markdown table of benchmark rows."""
-    head = ("| bench | batch | points | device | torch ms | OpenCV loop ms | speedup | CPU-time speedup "
-            "| rot err deg (torch / cv) | trans err rel (torch / cv) |")
-    lines = [head, "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['bench']} | {r['batch']} | {r['points']} | {r['device']} | {r['torch_ms']:.2f} | "
-                     f"{r['opencv_ms']:.2f} | {r['speedup']:.2f}x | {r['cpu_speedup']:.2f}x | "
-                     f"{r['torch_rot_deg']:.3f} / {r['opencv_rot_deg']:.3f} | "
-                     f"{r['torch_trans_rel']:.4f} / {r['opencv_trans_rel']:.4f} |")
-    return "\n".join(lines)
+def _pnp_records(section: str, rows: list[dict]) -> list[dict]:
+    def cpu(r):  # process CPU time is a steadier yardstick on a shared CPU, meaningless on a GPU
+        return f" (CPU time: {r['cpu_speedup']:.2f}x)" if r["device"].startswith("cpu") else ""
+
+    return [record(section, f"{r['bench']}, batch {r['batch']}, {r['points']} points",
+                   f"{r['speedup']:.2f}x the OpenCV loop",
+                   f"torch {r['torch_ms']:,.2f} ms vs OpenCV {r['opencv_ms']:,.2f} ms{cpu(r)}; median rotation error "
+                   f"{r['torch_rot_deg']:.3f} / {r['opencv_rot_deg']:.3f} deg, translation "
+                   f"{r['torch_trans_rel']:.4f} / {r['opencv_trans_rel']:.4f} (torch / OpenCV)", **r) for r in rows]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's setting)")
-    args = parser.parse_args(argv)
-    print(format_rows(bench_epnp(repeats=args.repeats, device=args.device, threads=args.threads)
-                      + bench_voting(repeats=max(1, args.repeats // 2), device=args.device, threads=args.threads)))
-    return 0
+def bench_epnp_section(s: Settings, context: dict) -> list[dict]:
+    """Batched EPnP against a loop over ``cv2.solvePnP(..., SOLVEPNP_EPNP)`` (:func:`bench_epnp`)."""
+    rows = bench_epnp(batches=s.epnp_batches, repeats=max(1, s.repeats), device=s.device, threads=s.threads)
+    return _pnp_records("epnp", rows)
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def bench_voting_section(s: Settings, context: dict) -> list[dict]:
+    """Votes -> pose against the reference's per-sample loop (:func:`bench_voting`)."""
+    rows = bench_voting(batches=s.voting_batches, grid=s.voting_grid, repeats=max(1, s.repeats), device=s.device,
+                        threads=s.threads)
+    return _pnp_records("voting", rows)
