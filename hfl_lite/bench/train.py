@@ -28,15 +28,16 @@ def _time_train_step(preset, initial: dict, data: dict, memory_format, s: Settin
     """Median seconds of one optimiser step of a fresh network with weights ``initial`` in
     ``memory_format`` (forward and loss under autocast to ``amp_dtype`` when given, as ``train``
     does on a GPU), and the peak memory it took (the network is freed on return)."""
+    from hfl_lite.losses import loss_weights
     from hfl_lite.model import build_model
     from hfl_lite.training.cli import HFLStep
 
     dev = torch.device(s.device)
-    model = build_model(preset)
+    model = build_model(preset, pretrained=False)
     model.load_state_dict(initial)
     model = model.to(dev, memory_format=memory_format).train()
     optimiser = torch.optim.Adam(model.parameters(), lr=preset.lr, weight_decay=preset.weight_decay)
-    loss_fn = HFLStep(preset.image_size)
+    loss_fn = HFLStep(loss_weights(preset.loss_weights))
 
     def step():
         optimiser.zero_grad(set_to_none=True)
@@ -65,7 +66,7 @@ def bench_train(s: Settings, context: dict) -> list[dict]:
     rows = []
     for name, batch in s.train:
         preset = get_preset(name)
-        initial = build_model(preset).state_dict()
+        initial = build_model(preset, pretrained=False).state_dict()
         data = _training_batch(preset, batch, dev)
         variants = [("contiguous", torch.contiguous_format, None), ("channels-last", torch.channels_last, None)]
         if autocast_dtype(dev) == torch.bfloat16:  # train's default precision on this device

@@ -353,8 +353,11 @@ def main(argv: list[str] | None = None) -> int:
     n_train, n_eval = SIZES[args.size] if args.size else SIZES["small"]
     n_train = args.n_train if args.n_train is not None else n_train
     n_eval = args.n_eval if args.n_eval is not None else n_eval
-    if n_train < 1 or n_eval < 0:
-        p.error("--n-train must be >= 1 and --n-eval >= 0")
+    if n_eval < 0 or n_train < 0 or n_train + n_eval < 1:
+        p.error("--n-train and --n-eval must be >= 0, and at least one image is needed")
+    if n_train < 1 and args.layout != "ho3d":
+        p.error("--n-train must be >= 1 for the Dex-YCB layout (its s0 split needs training sequences); "
+                "--n-train 0 makes an HO3D evaluation-only set")
     layouts = ("ho3d", "dexycb") if args.layout == "both" else (args.layout,)
     out = Path(args.out)
     from tqdm import tqdm

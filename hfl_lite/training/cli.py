@@ -100,6 +100,8 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, help="stop after this many steps in total (counted across resumes)")
     p.add_argument("--eval-every", type=int, default=0, help="evaluate every N epochs (0: never)")
     p.add_argument("--eval-max-samples", type=int, help="evaluate on at most this many samples")
+    p.add_argument("--eval-root", help="dataset folder whose evaluation split --eval-every scores (default: --root), "
+                                       "e.g. a held-out set rendered apart from the training images")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: 4 on CUDA, 0 on CPU)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower on GPU)")
@@ -212,7 +214,7 @@ def _train(args: argparse.Namespace, info) -> int:
 
     eval_fn = None
     if args.eval_every:
-        eval_set = make_dataset(args.dataset, args.root, "evaluation", preset, mano_root=args.mano_root)
+        eval_set = make_dataset(args.dataset, args.eval_root or args.root, "evaluation", preset, mano_root=args.mano_root)
 
         def evaluate_run(m):
             result = evaluate(m, eval_set, args.dataset, batch_size=args.batch_size or preset.batch_size,
