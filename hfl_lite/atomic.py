@@ -98,7 +98,8 @@ def check_output_folder(path: str | os.PathLike, option: str = "--out", overwrit
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise UserError(f"{option} {path} is an existing file, not a folder: name a folder (it is created when missing)")
+        raise UserError(f"{option} {path} is an existing file, not a folder: name a folder (it is created when "
+                        "missing)")
     existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
     if not existing.is_dir():
         raise UserError(f"{option} {path}: {existing} is a file, so no folder can be made under it")

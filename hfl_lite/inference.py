@@ -38,17 +38,17 @@ import torch
 
 from hfl_lite.data.augment import AugmentParams, apply_photometric
 from hfl_lite.data.crop import crop_square, make_crop_transform
+from hfl_lite.errors import UserError
 from hfl_lite.geometry.camera import make_intrinsics, project_points, transform_points
 from hfl_lite.geometry.control_points import BOX_EDGES
 from hfl_lite.geometry.voting import solve_pose_from_votes
-from hfl_lite.errors import UserError
 from hfl_lite.model import HFLNet
 from hfl_lite.presets import pick_device
 from hfl_lite.training.checkpoint import CheckpointError, describe_network, load_model_weights, load_weights_into
 
-__all__ = ["MIN_BOX_SIDE_PX", "MIN_IMAGE_SIDE_PX", "NOT_FOUND_EXIT", "PLAUSIBLE_DEPTH_M", "check_request",
-           "default_intrinsics", "draw_overlay", "estimate_hand_translation", "implausible", "load_model", "main",
-           "predict", "predict_image"]
+__all__ = ["FOCAL_RANGE", "MIN_BOX_INSIDE", "MIN_BOX_SIDE_PX", "MIN_IMAGE_SIDE_PX", "NOT_FOUND_EXIT",
+           "PLAUSIBLE_DEPTH_M", "check_request", "default_intrinsics", "draw_overlay", "estimate_hand_translation",
+           "implausible", "load_model", "main", "predict", "predict_image"]
 
 MIN_IMAGE_SIDE_PX = 32  # smaller images hold no hand to speak of
 MIN_BOX_SIDE_PX = 8.0  # a hand or object box narrower than this holds no usable detail
@@ -149,7 +149,7 @@ def predict(model: HFLNet, images: torch.Tensor, hand_boxes: torch.Tensor, obj_b
         hand_trans   [B,3]      estimated wrist position (m, camera frame)
         joints_cam   [B,21,3]   joints in the camera frame (m): ``joints + hand_trans``
         verts_cam    [B,778,3]  vertices likewise
-        obj_rot [B,3,3], obj_trans [B,3]   object pose, ``X_cam = R X_obj + t``
+        obj_rot [B,3,3], obj_trans [B,3]   object pose, ``X_cam = R X_obj + t`` (float64)
         obj_valid    [B] bool   False where EPnP fell back (too few confident votes)
     """
     model.eval()

@@ -15,6 +15,16 @@ HO3D_SAMPLE = ROOT / "data_samples" / "ho3d"
 
 
 @pytest.fixture
+def quiet_standin():
+    """Silence the stand-in hand's announcement (a warning each time a MANO layer is built from it)."""
+    from hfl_lite.mano import StandinAssetWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StandinAssetWarning)
+        yield
+
+
+@pytest.fixture
 def ho3d_copy(tmp_path) -> Path:
     """A copy of ``data_samples/ho3d`` that a test may damage."""
     return Path(shutil.copytree(HO3D_SAMPLE, tmp_path / "ho3d"))

@@ -22,11 +22,7 @@ HO3D_SAMPLE = Path(__file__).resolve().parents[1] / "data_samples" / "ho3d"
 SIZE, ROI = 128, 32
 
 
-@pytest.fixture(autouse=True)
-def _quiet_standin():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", StandinAssetWarning)  # the stand-in hand announces itself
-        yield
+pytestmark = pytest.mark.usefixtures("quiet_standin")
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +74,11 @@ def _cut_jpeg(tmp_path: Path, frame: dict) -> dict:
     return {"--image": [str(path)]}
 
 
+def _tiny_box(box: list[str]) -> list[str]:
+    x1, y1 = float(box[0]), float(box[1])
+    return [str(x1), str(y1), str(x1 + 0.01), str(y1 + 0.01)]
+
+
 def _existing_file(tmp_path: Path) -> dict:
     path = tmp_path / "results.json"
     path.write_text("{}")
@@ -85,9 +86,9 @@ def _existing_file(tmp_path: Path) -> dict:
 
 
 CASES = {  # name: (changes to the request, words the one-line error must hold)
-    "hand box outside the image": (lambda t, f: {"--hand-box": ["700", "500", "760", "560"]}, ["--hand-box", "outside"]),
-    "0.01 px box": (lambda t, f: {"--hand-box": [f["hand_box"][0], f["hand_box"][1], f"{float(f['hand_box'][0]) + 0.01}",
-                                                 f"{float(f['hand_box'][1]) + 0.01}"]}, ["--hand-box", "8 px"]),
+    "hand box outside the image": (lambda t, f: {"--hand-box": ["700", "500", "760", "560"]},
+                                   ["--hand-box", "outside"]),
+    "0.01 px box": (lambda t, f: {"--hand-box": _tiny_box(f["hand_box"])}, ["--hand-box", "8 px"]),
     "1x1 image": (lambda t, f: _tiny_image(t), ["1 x 1"]),
     "K of zeros": (lambda t, f: {"--K": ["0", "0", "0", "0"]}, ["--K", "focal"]),
     "truncated JPEG": (lambda t, f: _cut_jpeg(t, f), ["cut.jpg", "truncated"]),

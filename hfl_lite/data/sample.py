@@ -211,9 +211,11 @@ def _check_physical_limits(frame: FrameAnnotation) -> None:
     far = limits["max_distance_m"]
     for name in ("obj_trans", "root3d", "joints3d", "verts3d", "mano_trans"):
         value = getattr(frame, name)
-        if value is not None and float(value.norm(dim=-1).max()) > far:
-            raise DataError(src if name in ("obj_trans", "root3d") else hand_src, f"{name} lies {float(value.norm(dim=-1).max()):.3g} m from the camera, beyond the "
-                                 f"plausible {far:g} m: the annotation is broken (or not in metres)")
+        distance = None if value is None else float(value.norm(dim=-1).max())
+        if distance is not None and distance > far:
+            raise DataError(src if name in ("obj_trans", "root3d") else hand_src,
+                            f"{name} lies {distance:.3g} m from the camera, beyond the plausible {far:g} m: the "
+                            "annotation is broken (or not in metres)")
     ctrl = transform_points(frame.obj_ctrl3d, frame.obj_rot, frame.obj_trans)
     if (ctrl[:, 2] <= 0).any():
         raise DataError(src, f"part of the object's bounding box lies behind the camera (z down to "
@@ -221,19 +223,20 @@ def _check_physical_limits(frame: FrameAnnotation) -> None:
     if frame.root3d is not None and frame.root3d[2] <= 0:
         raise DataError(src, f"the wrist is not in front of the camera (z = {float(frame.root3d[2]):.4f} m)")
     if frame.has_hand:
-        wrist = frame.joints3d[0]
         for name in ("joints3d", "verts3d"):
-            extent = float((getattr(frame, name) - wrist).norm(dim=-1).max())
+            extent = float((getattr(frame, name) - frame.joints3d[0]).norm(dim=-1).max())
             if extent > limits["hand_extent_m"]:
                 raise DataError(hand_src, f"{name} reach {extent:.3g} m from the wrist, more than a hand's "
-                                     f"{limits['hand_extent_m']:g} m: the hand annotation is broken")
+                                          f"{limits['hand_extent_m']:g} m: the hand annotation is broken")
     h, w = frame.image.shape[:2]
     span = limits["max_image_offset"] * max(h, w)
     for name in ("joints2d", "hand_box"):
         value = getattr(frame, name)
-        if value is not None and float(value.abs().max()) > span:
-            raise DataError(hand_src if name == "joints2d" else src, f"{name} lies {float(value.abs().max()):.3g} px from the image origin, far outside "
-                                 f"the {w} x {h} image: the annotation is broken")
+        offset = None if value is None else float(value.abs().max())
+        if offset is not None and offset > span:
+            raise DataError(hand_src if name == "joints2d" else src,
+                            f"{name} lies {offset:.3g} px from the image origin, far outside the {w} x {h} image: "
+                            "the annotation is broken")
     if frame.hand_box is not None:
         x1, y1, x2, y2 = frame.hand_box.tolist()
         if not (x2 - x1 >= 1 and y2 - y1 >= 1):

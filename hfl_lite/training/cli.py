@@ -4,6 +4,7 @@ Train (one process, or one per GPU with ``torchrun --nproc_per_node N -m hfl_lit
 
     python -m hfl_lite train --dataset ho3d --root /data/HO3D_v2 --preset paper --out runs/ho3d
     python -m hfl_lite train ... --out runs/ho3d --resume          # continue where it stopped
+    python -m hfl_lite train ... --out runs/ho3d --overwrite       # start a new run there
     python -m hfl_lite train ... --out runs/finetune --init-from runs/ho3d/last.pt   # fine-tune
 
 Evaluate a checkpoint (the full metric table as JSON and Markdown; for HO3D also ``pred.zip``)::

@@ -52,7 +52,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
-from .checkpoint import check_same_network, describe_network, load_weights_into, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (check_same_network, describe_network, load_weights_into, rng_state, save_checkpoint,
+                         set_rng_state)
 from .distributed import DistInfo, all_gather_objects, barrier
 from .run_folder import RunFolder, RunFolderError, truncate_logs
 
@@ -479,17 +480,17 @@ class Trainer:
         :class:`~hfl_lite.training.run_folder.RunFolderError` or
         :class:`~hfl_lite.training.checkpoint.CheckpointError` when the folder cannot be used.
         """
-        self._claim_folder(resume, overwrite)
         try:
+            self._start_or_resume(resume, overwrite)
             return self._fit()
         finally:
             if self._folder is not None:
                 self._folder.release()
                 self._folder = None
 
-    def _claim_folder(self, resume: bool, overwrite: bool) -> None:
-        """Rank 0 claims the run folder; every rank loads ``last.pt`` when resuming. A refusal
-        reaches every rank, so that none is left waiting for the others."""
+    def _start_or_resume(self, resume: bool, overwrite: bool) -> None:
+        """Rank 0 claims the run folder (a refusal reaches every rank, so that none is left waiting
+        for the others); when resuming every rank loads ``last.pt`` and rank 0 cuts the logs back."""
         folder = RunFolder(self.out_dir, resume=resume, overwrite=overwrite)
         refusal = None
         if self.dist.is_main:
@@ -503,25 +504,18 @@ class Trainer:
         if first is not None:
             raise RunFolderError(f"rank 0 could not claim {self.out_dir}: {first}")
         self._folder = folder if self.dist.is_main else None
-        try:
-            ckpt = folder.resume_checkpoint(map_location=self.device)
-            if ckpt is None:
-                self._log_event("start", config={k: v for k, v in asdict(self.cfg).items() if k != "meta"},
-                                **self.cfg.meta)
-                return
-            last = self.out_dir / "last.pt"
-            if "preset" in self.cfg.meta:
-                check_same_network(last, ckpt, self.cfg.meta["preset"], self.cfg.meta.get("model_config") or {},
-                                   "--resume:")
-            if self.dist.is_main:
-                truncate_logs(self.out_dir, int(ckpt["step"]))
-            self.load_state_dict(ckpt, source=last)
-            self._log_event("resume", batch_in_epoch=self.batch_in_epoch)
-        except BaseException:
-            if self._folder is not None:
-                self._folder.release()
-                self._folder = None
-            raise
+        ckpt = folder.resume_checkpoint(map_location=self.device)
+        if ckpt is None:
+            self._log_event("start", config={k: v for k, v in asdict(self.cfg).items() if k != "meta"}, **self.cfg.meta)
+            return
+        last = self.out_dir / "last.pt"
+        if "preset" in self.cfg.meta:
+            check_same_network(last, ckpt, self.cfg.meta["preset"], self.cfg.meta.get("model_config") or {},
+                               "--resume:")
+        self.load_state_dict(ckpt, source=last)
+        if self.dist.is_main:  # steps after the checkpoint are trained again: they must not be logged twice
+            truncate_logs(self.out_dir, int(ckpt["step"]))
+        self._log_event("resume", batch_in_epoch=self.batch_in_epoch)
 
     def _fit(self) -> dict[str, Any]:
         last = self.out_dir / "last.pt"

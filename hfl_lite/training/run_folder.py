@@ -172,7 +172,8 @@ def truncate_logs(folder: str | os.PathLike, step: int) -> int:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if not isinstance(record, dict) or int(record.get("step", 0)) <= step:
+            at = record.get("step") if isinstance(record, dict) else None
+            if not isinstance(at, (int, float)) or at <= step:
                 kept.append(line)
         if len(kept) != len(lines):
             dropped += len(lines) - len(kept)
