@@ -226,3 +226,18 @@ def test_resume_of_another_network_is_one_sentence(tmp_path):
     message = str(info.value)
     assert "\n" not in message and str(run / "last.pt") in message and "does not fit" in message
     assert logged_steps(run)[0] == [1, 2]
+
+
+def test_the_lock_works_where_the_file_system_has_no_hard_links(tmp_path, monkeypatch):
+    from hfl_lite.training.run_folder import LOCK_NAME, RunFolder
+
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    run = tmp_path / "run"
+    with RunFolder(run):
+        assert json.loads((run / LOCK_NAME).read_text())["pid"] == os.getpid()
+        with pytest.raises(UserError, match=rf"in use by another training run \(PID {os.getpid()} "):
+            RunFolder(run).claim()
+    assert not (run / LOCK_NAME).exists()

@@ -247,12 +247,9 @@ class RunFolder:
         staged.write_text(json.dumps(mine))
         try:
             for _ in range(3):
-                try:
-                    os.link(staged, self.lock_path)  # creates the lock with its content, or fails if it exists
+                if self._create_lock(staged):
                     self.held = True
                     return
-                except FileExistsError:
-                    pass
                 info = _read_lock(self.lock_path)
                 if info is None:
                     continue  # released meanwhile
@@ -275,6 +272,22 @@ class RunFolder:
                                  "there")
         finally:
             staged.unlink(missing_ok=True)
+
+    def _create_lock(self, staged: Path) -> bool:
+        """Create the lock file with the content of ``staged``; False when a lock exists."""
+        try:
+            os.link(staged, self.lock_path)  # the lock appears with its content, or not at all
+            return True
+        except FileExistsError:
+            return False
+        except OSError:  # a file system without hard links: create the file exclusively, then fill it
+            try:
+                fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "w") as f:
+                f.write(staged.read_text())
+            return True
 
     def _set_aside(self) -> None:
         """``overwrite``: move the previous run's files into ``previous/`` (kept until the first checkpoint)."""
