@@ -14,6 +14,13 @@ To place both in the camera frame this module
 The command crops the image exactly as the data pipeline does (:mod:`hfl_lite.data.crop`: the
 union of the hand and object boxes, each enlarged 1.5x, made square, warped to the preset's
 size), runs the network and writes ``result.json``, ``overlay.png`` and ``view.html``.
+
+It refuses impossible input before running the network (:func:`check_request`: an image cut
+short or smaller than ``MIN_IMAGE_SIDE_PX``, boxes mostly outside the image or smaller than
+``MIN_BOX_SIDE_PX``, intrinsics that are no camera) and reports a result that cannot be right
+(:func:`implausible`: behind the camera, farther than ``PLAUSIBLE_DEPTH_M`` allows, too few
+confident votes) as *not found*: the reason is printed and written to ``result.json``, and the
+exit status is ``NOT_FOUND_EXIT`` instead of 0.
 """
 from __future__ import annotations
 
@@ -31,14 +38,24 @@ import torch
 
 from hfl_lite.data.augment import AugmentParams, apply_photometric
 from hfl_lite.data.crop import crop_square, make_crop_transform
+from hfl_lite.errors import UserError
 from hfl_lite.geometry.camera import make_intrinsics, project_points, transform_points
 from hfl_lite.geometry.control_points import BOX_EDGES
 from hfl_lite.geometry.voting import solve_pose_from_votes
 from hfl_lite.model import HFLNet
 from hfl_lite.presets import pick_device
-from hfl_lite.training.checkpoint import load_model_weights
+from hfl_lite.training.checkpoint import CheckpointError, describe_network, load_model_weights, load_weights_into
 
-__all__ = ["default_intrinsics", "draw_overlay", "estimate_hand_translation", "load_model", "main", "predict", "predict_image"]
+__all__ = ["FOCAL_RANGE", "MIN_BOX_INSIDE", "MIN_BOX_SIDE_PX", "MIN_IMAGE_SIDE_PX", "NOT_FOUND_EXIT",
+           "PLAUSIBLE_DEPTH_M", "check_request", "default_intrinsics", "draw_overlay", "estimate_hand_translation",
+           "implausible", "load_model", "main", "predict", "predict_image"]
+
+MIN_IMAGE_SIDE_PX = 32  # smaller images hold no hand to speak of
+MIN_BOX_SIDE_PX = 8.0  # a hand or object box narrower than this holds no usable detail
+MIN_BOX_INSIDE = 0.5  # share of a box's area that must lie inside the image
+FOCAL_RANGE = (0.05, 50.0)  # focal lengths in image sizes (fields of view of about 170 to 1 degrees)
+PLAUSIBLE_DEPTH_M = (0.05, 10.0)  # a hand or object this close to or far from the camera is a failed estimate
+NOT_FOUND_EXIT = 3  # `infer` exit status when the hand or the object was not found
 
 
 def estimate_hand_translation(joints2d: torch.Tensor, joints3d_rel: torch.Tensor, K: torch.Tensor,
@@ -111,11 +128,11 @@ def load_model(checkpoint: str | os.PathLike, device: str | torch.device | None 
     device = torch.device(device) if device is not None else pick_device()
     weights, meta = load_model_weights(checkpoint)
     if "preset" not in meta:
-        raise KeyError(f"checkpoint {checkpoint} records no 'preset'; was it written by hfl_lite.training?")
+        raise CheckpointError(f"checkpoint {checkpoint} records no 'preset': it was not written by hfl_lite.training")
     config = dict(meta.get("model_config") or {})
     config.pop("preset", None)
     model = HFLNet(meta["preset"], pretrained=False, mano_root=mano_root, **config)
-    model.load_state_dict(weights)
+    load_weights_into(model, weights, checkpoint, describe_network(meta["preset"], config))
     return model.to(device).eval(), meta
 
 
@@ -132,7 +149,7 @@ def predict(model: HFLNet, images: torch.Tensor, hand_boxes: torch.Tensor, obj_b
         hand_trans   [B,3]      estimated wrist position (m, camera frame)
         joints_cam   [B,21,3]   joints in the camera frame (m): ``joints + hand_trans``
         verts_cam    [B,778,3]  vertices likewise
-        obj_rot [B,3,3], obj_trans [B,3]   object pose, ``X_cam = R X_obj + t``
+        obj_rot [B,3,3], obj_trans [B,3]   object pose, ``X_cam = R X_obj + t`` (float64)
         obj_valid    [B] bool   False where EPnP fell back (too few confident votes)
     """
     model.eval()
@@ -140,8 +157,9 @@ def predict(model: HFLNet, images: torch.Tensor, hand_boxes: torch.Tensor, obj_b
     images, hand_boxes, obj_boxes, K = (x.to(device).float() for x in (images, hand_boxes, obj_boxes, K))
     out = model(images, hand_boxes, obj_boxes)
     trans = estimate_hand_translation(out["joints2d"].float(), out["joints"].float(), K)
-    pose = solve_pose_from_votes(out["obj_conf_logits"].float(), out["obj_offset"].float(), out["obj_boxes"], K,
-                                 obj_ctrl3d.to(device).float(), ransac=ransac, generator=generator)
+    # the pose in float64: float32 sums in EPnP would add their own rounding to RANSAC's decisions
+    pose = solve_pose_from_votes(out["obj_conf_logits"].double(), out["obj_offset"].double(), out["obj_boxes"].double(),
+                                 K.double(), obj_ctrl3d.to(device).double(), ransac=ransac, generator=generator)
     return {
         **out,
         "hand_trans": trans,
@@ -153,11 +171,73 @@ def predict(model: HFLNet, images: torch.Tensor, hand_boxes: torch.Tensor, obj_b
     }
 
 
-def _box_tensor(values, name: str) -> torch.Tensor:
+def _box_tensor(values, name: str, width: int, height: int) -> torch.Tensor:
+    """A box ``[4]`` float64 that is well-formed, large enough and mostly inside the image, or a
+    :class:`~hfl_lite.errors.UserError` naming it."""
     box = torch.as_tensor(values, dtype=torch.float64)
     if box.shape != (4,) or not torch.isfinite(box).all() or box[2] <= box[0] or box[3] <= box[1]:
-        raise ValueError(f"{name} must be four numbers x1 y1 x2 y2 with x2 > x1 and y2 > y1, got {list(map(float, values))}")
+        raise UserError(f"{name} must be four numbers x1 y1 x2 y2 with x2 > x1 and y2 > y1, got "
+                        f"{box.flatten().tolist()}")
+    x1, y1, x2, y2 = box.tolist()
+    if min(x2 - x1, y2 - y1) < MIN_BOX_SIDE_PX:
+        raise UserError(f"{name} {[x1, y1, x2, y2]} is {x2 - x1:.3g} x {y2 - y1:.3g} px: a box needs at least "
+                        f"{MIN_BOX_SIDE_PX:g} px on each side")
+    inside = max(0.0, min(x2, width) - max(x1, 0.0)) * max(0.0, min(y2, height) - max(y1, 0.0))
+    if inside < MIN_BOX_INSIDE * (x2 - x1) * (y2 - y1):
+        raise UserError(f"{name} {[x1, y1, x2, y2]} lies {'entirely' if inside == 0 else 'mostly'} outside the "
+                        f"{width} x {height} image (boxes are in image pixels, x1 y1 x2 y2)")
     return box
+
+
+def check_request(width: int, height: int, hand_box, obj_box, K: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Refuse, before the network runs, input that cannot give a pose: an image smaller than
+    ``MIN_IMAGE_SIDE_PX``, boxes ``(x1, y1, x2, y2)`` (image px) narrower than ``MIN_BOX_SIDE_PX``
+    or less than half inside the image, intrinsics ``K [3,3]`` with a focal length that is not
+    positive or outside ``FOCAL_RANGE`` image sizes, or a principal point outside the image.
+
+    Raises :class:`~hfl_lite.errors.UserError` naming the input; returns the boxes as ``[4]``
+    float64 tensors.
+    """
+    if min(width, height) < MIN_IMAGE_SIDE_PX:
+        raise UserError(f"the image is {width} x {height} px: at least {MIN_IMAGE_SIDE_PX} px on each side are needed")
+    boxes = _box_tensor(hand_box, "--hand-box", width, height), _box_tensor(obj_box, "--obj-box", width, height)
+    if K is not None:
+        K = torch.as_tensor(K, dtype=torch.float64)
+        fx, fy, cx, cy = (float(v) for v in (K[0, 0], K[1, 1], K[0, 2], K[1, 2]))
+        side = max(width, height)
+        lo, hi = FOCAL_RANGE
+        if not all(math.isfinite(v) for v in (fx, fy, cx, cy)) or not (lo * side <= fx <= hi * side
+                                                                       and lo * side <= fy <= hi * side):
+            raise UserError(f"--K {fx:g} {fy:g} {cx:g} {cy:g}: the focal lengths fx, fy must lie between "
+                            f"{lo * side:g} and {hi * side:g} px for a {width} x {height} image "
+                            "(omit --K to use a typical camera)")
+        if not (0 <= cx <= width and 0 <= cy <= height):
+            raise UserError(f"--K {fx:g} {fy:g} {cx:g} {cy:g}: the principal point (cx, cy) must lie inside the "
+                            f"{width} x {height} image")
+    return boxes
+
+
+def implausible(result: dict[str, Any]) -> dict[str, str | None]:
+    """Why a :func:`predict_image` result cannot be right: ``{"hand": reason or None, "object":
+    reason or None}``. A hand or object behind the camera, nearer or farther than
+    ``PLAUSIBLE_DEPTH_M``, not finite, or (object) resting on too few confident votes is not found."""
+    lo, hi = PLAUSIBLE_DEPTH_M
+
+    def placed(name: str, points: torch.Tensor, centre: torch.Tensor) -> str | None:
+        z = float(centre[2])
+        if not torch.isfinite(points).all():
+            return "its estimated position is not finite"
+        if z <= 0 or bool((points[..., 2] <= 0).any()):
+            return f"it would lie behind the camera ({name} z = {z:.3g} m)"
+        if not lo <= z <= hi:
+            return f"its {name} would lie {z:.3g} m from the camera, outside the plausible {lo:g} to {hi:g} m"
+        return None
+
+    hand = placed("wrist", result["joints_cam"][0].detach().cpu().double(), result["hand_trans"][0].cpu().double())
+    t = result["obj_trans"][0].detach().cpu().double()
+    obj = None if bool(result["obj_valid"][0]) else "too few confident votes (EPnP fell back to a default pose)"
+    return {"hand": hand, "object": obj or placed("centre", t, t)}
 
 
 def predict_image(model: HFLNet, image: np.ndarray, hand_box, obj_box, obj_ctrl3d: torch.Tensor,
@@ -177,8 +257,8 @@ def predict_image(model: HFLNet, image: np.ndarray, hand_box, obj_box, obj_ctrl3
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be [H,W,3] uint8 RGB, got {image.shape} {image.dtype}")
     h, w = image.shape[:2]
+    hand_box, obj_box = check_request(w, h, hand_box, obj_box, K)
     K = default_intrinsics(w, h) if K is None else torch.as_tensor(K, dtype=torch.float32)
-    hand_box, obj_box = _box_tensor(hand_box, "hand_box"), _box_tensor(obj_box, "obj_box")
     size = model.preset.image_size
     centre, side = crop_square(hand_box, obj_box)
     crop = make_crop_transform(K.double(), centre, float(side), size)
@@ -201,33 +281,42 @@ def draw_overlay(image: np.ndarray, result: dict[str, Any], faces: np.ndarray, p
     (``hfl_lite.mano.SKELETON_PARENTS``); obj_ctrl3d ``[21,3]``; hand_box, obj_box: the input
     boxes to outline (optional). Returns ``[H,W,3]`` uint8 RGB: the hand mesh as a wire-frame, the
     skeleton (red), the object's 3D box under the predicted pose (green; red when EPnP fell back).
+    Points behind the camera or projecting absurdly far away are left out.
     """
     K = result["K"].double()
     canvas = image.copy()
     mesh = canvas.copy()
-    verts2d = project_points(result["verts_cam"][0].cpu().double(), K).numpy()
-    tris = verts2d[faces].round().astype(np.int32)
-    finite = np.isfinite(tris).all(axis=(1, 2)) & (np.abs(tris) < 1e5).all(axis=(1, 2))
-    cv2.polylines(mesh, list(tris[finite]), True, (230, 170, 120), 1, cv2.LINE_AA)
+    verts2d, verts_ok = _pixels(result["verts_cam"][0], K)
+    tris = verts2d[faces]
+    cv2.polylines(mesh, list(tris[verts_ok[faces].all(axis=1)]), True, (230, 170, 120), 1, cv2.LINE_AA)
     canvas = cv2.addWeighted(mesh, 0.6, canvas, 0.4, 0)
-    joints2d = project_points(result["joints_cam"][0].cpu().double(), K).numpy()
+    joints2d, joints_ok = _pixels(result["joints_cam"][0], K)
     for child, parent in enumerate(parents):
-        if parent >= 0:
-            a, b = joints2d[parent].round().astype(int), joints2d[child].round().astype(int)
-            cv2.line(canvas, tuple(a), tuple(b), (220, 40, 40), 2, cv2.LINE_AA)
-    for p in joints2d.round().astype(int):
+        if parent >= 0 and joints_ok[parent] and joints_ok[child]:
+            cv2.line(canvas, tuple(joints2d[parent]), tuple(joints2d[child]), (220, 40, 40), 2, cv2.LINE_AA)
+    for p in joints2d[joints_ok]:
         cv2.circle(canvas, tuple(p), 3, (255, 255, 255), -1, cv2.LINE_AA)
     ctrl = transform_points(obj_ctrl3d.double(), result["obj_rot"][0].cpu().double(), result["obj_trans"][0].cpu().double())
-    ctrl2d = project_points(ctrl, K).numpy().round().astype(int)
+    ctrl2d, ctrl_ok = _pixels(ctrl, K)
     colour = (60, 200, 60) if bool(result["obj_valid"][0]) else (200, 60, 60)
     for a, b in BOX_EDGES:
-        cv2.line(canvas, tuple(ctrl2d[a]), tuple(ctrl2d[b]), colour, 2, cv2.LINE_AA)
+        if ctrl_ok[a] and ctrl_ok[b]:
+            cv2.line(canvas, tuple(ctrl2d[a]), tuple(ctrl2d[b]), colour, 2, cv2.LINE_AA)
     for box, c in ((hand_box, (40, 160, 220)), (obj_box, (220, 160, 40))):
         if box is None:
             continue
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), c, 1, cv2.LINE_AA)
     return canvas
+
+
+def _pixels(points: torch.Tensor, K: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Camera-frame points ``[N,3]`` -> rounded pixels ``[N,2]`` int32 and a mask ``[N]`` of those
+    that can be drawn (in front of the camera, within 1e5 px)."""
+    points = points.detach().cpu().double()
+    px = project_points(points, K).numpy()
+    ok = (points[:, 2] > 0).numpy() & np.isfinite(px).all(axis=1) & (np.abs(px) < 1e5).all(axis=1)
+    return np.where(ok[:, None], px, 0).round().astype(np.int32), ok
 
 
 def _write_view(path: Path, result: dict[str, Any], faces: np.ndarray, parents: list[int], obj_mesh, image_size) -> None:
@@ -280,27 +369,27 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m hfl_lite infer``: see ``--help``."""
+    """``python -m hfl_lite infer``: see ``--help``. Returns 0, or ``NOT_FOUND_EXIT`` when the hand
+    or the object was not found (:func:`implausible`; the outputs are written either way)."""
     args = _parse_args(list(sys.argv[1:] if argv is None else argv))
-    from hfl_lite.data.sample import ObjectCatalog
+    from hfl_lite.atomic import check_output_folder, staged_folder
+    from hfl_lite.data.sample import ObjectCatalog, read_image
     from hfl_lite.synth.objects import load_object
 
+    # everything that can be checked is checked before the network runs
+    out = check_output_folder(args.out, "--out")
     image_path = Path(args.image)
-    bgr = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise FileNotFoundError(f"--image {image_path}: missing or not an image OpenCV can read")
-    image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    image = read_image(image_path)
+    K = None if args.K is None else make_intrinsics(*args.K)
+    check_request(image.shape[1], image.shape[0], args.hand_box, args.obj_box, K)
     catalog = ObjectCatalog(Path(args.models) if args.models else load_object)
     ctrl3d = catalog.info(args.object)[0].float()
     obj_mesh = catalog.mesh(args.object)
-    K = None if args.K is None else make_intrinsics(*args.K)
     model, meta = load_model(args.checkpoint, args.device, args.mano_root)
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(args.seed)
     result = predict_image(model, image, args.hand_box, args.obj_box, ctrl3d, K, generator=generator)
+    problems = implausible(result)
     faces, parents = _hand_faces_and_parents(model)
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
 
     def lst(x):
         return x.detach().cpu().double().numpy().round(6).tolist()
@@ -313,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
         "checkpoint": str(args.checkpoint),
         "preset": meta["preset"],
         "hand": {
+            "found": problems["hand"] is None,
+            "problem": problems["hand"],
             "joints": lst(result["joints_cam"][0]),
             "verts": lst(result["verts_cam"][0]),
             "translation": lst(result["hand_trans"][0]),
@@ -323,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
             "box_px": list(map(float, args.hand_box)),
         },
         "object": {
+            "found": problems["object"] is None,
+            "problem": problems["object"],
             "name": args.object,
             "R": lst(result["obj_rot"][0]),
             "t": lst(result["obj_trans"][0]),
@@ -330,13 +423,17 @@ def main(argv: list[str] | None = None) -> int:
             "box_px": list(map(float, args.obj_box)),
         },
     }
-    (out / "result.json").write_text(json.dumps(report, indent=1))
-    overlay = draw_overlay(image, result, faces, parents, ctrl3d, args.hand_box, args.obj_box)
-    cv2.imwrite(str(out / "overlay.png"), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
-    _write_view(out / "view.html", result, faces, parents, obj_mesh, (image.shape[1], image.shape[0]))
+    with staged_folder(out) as stage:
+        (stage / "result.json").write_text(json.dumps(report, indent=1))
+        overlay = draw_overlay(image, result, faces, parents, ctrl3d, args.hand_box, args.obj_box)
+        if not cv2.imwrite(str(stage / "overlay.png"), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"could not write {stage / 'overlay.png'}")
+        _write_view(stage / "view.html", result, faces, parents, obj_mesh, (image.shape[1], image.shape[0]))
     t = result["hand_trans"][0].tolist()
-    print(f"hand wrist at ({t[0]:.3f}, {t[1]:.3f}, {t[2]:.3f}) m; object {args.object} at "
-          f"{math.dist((0, 0, 0), result['obj_trans'][0].tolist()):.3f} m "
-          f"({'pose found' if report['object']['pose_valid'] else 'too few confident votes: fallback pose'})")
+    hand = (f"hand wrist at ({t[0]:.3f}, {t[1]:.3f}, {t[2]:.3f}) m" if problems["hand"] is None
+            else f"hand NOT FOUND: {problems['hand']}")
+    obj = (f"object {args.object} at {math.dist((0, 0, 0), result['obj_trans'][0].tolist()):.3f} m (pose found)"
+           if problems["object"] is None else f"object {args.object} NOT FOUND: {problems['object']}")
+    print(f"{hand}; {obj}")
     print(f"wrote {out / 'result.json'}, {out / 'overlay.png'}, {out / 'view.html'}")
-    return 0
+    return 0 if problems["hand"] is None and problems["object"] is None else NOT_FOUND_EXIT

@@ -375,8 +375,8 @@ def test_init_from_starts_from_the_checkpoint_weights(tmp_path):
     """``--init-from`` starts from a checkpoint's network weights with a fresh step count (with a
     learning rate of 0 the parameters stay exactly the shipped ones) and records the lineage; a
     checkpoint of another preset or other network variants is refused, naming it."""
+    from hfl_lite.training.checkpoint import CheckpointError, load_model_weights
     from hfl_lite.training.cli import train_main
-    from hfl_lite.training.checkpoint import load_model_weights
 
     shipped = shipped_checkpoint()
     common = ["--dataset", "ho3d", "--root", str(HO3D_ROOT), "--preset", "cpu", "--batch-size", "4", "--max-steps", "1",
@@ -407,9 +407,9 @@ def test_init_from_starts_from_the_checkpoint_weights(tmp_path):
 
     paper = dict(torch.load(shipped, weights_only=True), preset="paper")
     save_checkpoint(paper, tmp_path / "paper.pt")
-    with pytest.raises(SystemExit, match=r"paper\.pt was trained with preset 'paper'"):
+    with pytest.raises(CheckpointError, match=r"paper\.pt holds a network of preset 'paper'.*builds preset 'cpu'"):
         train_main(common[:-1] + [str(tmp_path / "paper.pt"), "--out", str(tmp_path / "refused")])
-    with pytest.raises(SystemExit, match="has network variants"):
+    with pytest.raises(CheckpointError, match="backbone 'hfl'.*builds preset 'cpu' with backbone 'single'"):
         train_main(common + ["--backbone", "single", "--out", str(tmp_path / "refused")])
 
 

@@ -92,7 +92,7 @@ class HO3D(HandObjectDataset):
         if split not in SPLITS:
             raise ValueError(f"HO3D: split must be one of {SPLITS}, got {split!r}")
         super().__init__(root, split, image_size, roi_size, augment, skip_bad, seed, mano_root, object_models)
-        list_file = self.root / f"{split}.txt"
+        list_file = self.split_source = self.root / f"{split}.txt"
         if not list_file.is_file():
             raise DataError(list_file, "split list is missing: not an HO3D directory?")
         ids = [line.strip() for line in list_file.read_text().splitlines() if line.strip()]
@@ -153,7 +153,7 @@ class HO3D(HandObjectDataset):
             hand_path = paths["gt"]
             hand_meta = self.read_meta(hand_path) if hand_path.is_file() else None
         if hand_meta is not None:
-            fields.update(self._hand(hand_meta, hand_path))
+            fields.update(self._hand(hand_meta, hand_path), hand_source=str(hand_path))
         frame = FrameAnnotation(**fields)
         validate_frame(frame)
         return frame

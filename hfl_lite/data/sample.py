@@ -63,6 +63,7 @@ import cv2
 import numpy as np
 import torch
 
+from hfl_lite.errors import UserError
 from hfl_lite.geometry.camera import enlarge_box, project_points, tight_box, transform_points
 from hfl_lite.geometry.control_points import control_points_from_vertices
 from hfl_lite.threads import cpu_threads
@@ -72,16 +73,25 @@ from .crop import crop_square, make_crop_transform
 from .formats import YCB_IDS, mesh_diameter, read_obj, transform_mano
 
 __all__ = ["DataError", "FrameAnnotation", "HAND_BOX_ENLARGE", "HandObjectDataset", "ManoHands", "ObjectCatalog",
-           "build_sample", "mirror_frame", "read_image", "require_key", "validate_frame"]
+           "PHYSICAL_LIMITS", "build_sample", "image_bytes_complete", "mirror_frame", "read_image", "require_key",
+           "validate_frame"]
 
 log = logging.getLogger("hfl_lite.data")
 
 HAND_BOX_ENLARGE = 1.1
 JOINT_MISMATCH_M = 0.002  # annotated vs MANO-layer joints: warn above this gap (metres)
 MIRROR = torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64))
+# Plausible annotations (metres, pixels): finite values far outside these are not a hand or an
+# object in view but a broken file (a joint at 1e30 m, a hand 3 m long), and a frame holding one
+# is a bad frame like an unreadable one.
+PHYSICAL_LIMITS = {
+    "max_distance_m": 10.0,  # from the camera: hands and objects of both datasets lie within about 1.5 m
+    "hand_extent_m": 0.35,  # from the wrist to any joint or vertex (an adult hand: about 0.2 m)
+    "max_image_offset": 10.0,  # 2D joints and boxes: at most this many image sizes outside the image
+}
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A dataset file is missing, unreadable, or holds an invalid annotation.
 
     ``path`` names the file at fault and ``problem`` says what is wrong with it.
@@ -111,6 +121,8 @@ class FrameAnnotation:
     hand_box:   ``[4]`` a full-image hand box given by the dataset (HO3D evaluation); when set it
                 defines the crop and the sample's ``hand_box`` instead of the joints
     source:     the annotation file, named in errors
+    hand_source: the file the hand annotation came from when it is another one (HO3D evaluation:
+                the ground-truth file of the synthetic sets), named in errors about the hand
     """
 
     sample_id: str
@@ -134,6 +146,7 @@ class FrameAnnotation:
     root3d: torch.Tensor | None = None
     hand_box: torch.Tensor | None = None
     is_left: bool = False
+    hand_source: str | None = None
 
     @property
     def has_hand(self) -> bool:
@@ -178,14 +191,57 @@ def validate_frame(frame: FrameAnnotation) -> None:
         raise DataError(src, f"object centre is not in front of the camera (z = {float(frame.obj_trans[2]):.4f} m); "
                              "is the annotation in the OpenCV frame?")
     if frame.has_hand:
+        hand_src = frame.hand_source or src
         if (frame.joints3d[:, 2] <= 0).any():
-            raise DataError(src, "hand joints lie behind the camera (z <= 0); is the annotation in the OpenCV frame?")
+            raise DataError(hand_src, "hand joints lie behind the camera (z <= 0); is the annotation in the OpenCV "
+                                      "frame?")
         missing = [n for n in ("verts3d", "mano_pose", "mano_shape", "mano_trans", "mano_root_rest")
                    if getattr(frame, n) is None]
         if missing:
-            raise DataError(src, f"hand joints given without {', '.join(missing)}")
+            raise DataError(hand_src, f"hand joints given without {', '.join(missing)}")
     elif frame.hand_box is None or frame.root3d is None:
         raise DataError(src, "frame has neither hand joints nor a hand bounding box and root joint")
+    _check_physical_limits(frame)
+
+
+def _check_physical_limits(frame: FrameAnnotation) -> None:
+    """:data:`PHYSICAL_LIMITS`: everything within reach of the camera, the object's control points
+    and the wrist in front of it, the hand no larger than a hand, 2D values near the image."""
+    src, limits = frame.source, PHYSICAL_LIMITS
+    hand_src = frame.hand_source or src
+    far = limits["max_distance_m"]
+    for name in ("obj_trans", "root3d", "joints3d", "verts3d", "mano_trans"):
+        value = getattr(frame, name)
+        distance = None if value is None else float(value.norm(dim=-1).max())
+        if distance is not None and distance > far:
+            raise DataError(src if name in ("obj_trans", "root3d") else hand_src,
+                            f"{name} lies {distance:.3g} m from the camera, beyond the plausible {far:g} m: the "
+                            "annotation is broken (or not in metres)")
+    ctrl = transform_points(frame.obj_ctrl3d, frame.obj_rot, frame.obj_trans)
+    if (ctrl[:, 2] <= 0).any():
+        raise DataError(src, f"part of the object's bounding box lies behind the camera (z down to "
+                             f"{float(ctrl[:, 2].min()):.3f} m): obj_rot/obj_trans are broken")
+    if frame.root3d is not None and frame.root3d[2] <= 0:
+        raise DataError(src, f"the wrist is not in front of the camera (z = {float(frame.root3d[2]):.4f} m)")
+    if frame.has_hand:
+        for name in ("joints3d", "verts3d"):
+            extent = float((getattr(frame, name) - frame.joints3d[0]).norm(dim=-1).max())
+            if extent > limits["hand_extent_m"]:
+                raise DataError(hand_src, f"{name} reach {extent:.3g} m from the wrist, more than a hand's "
+                                          f"{limits['hand_extent_m']:g} m: the hand annotation is broken")
+    h, w = frame.image.shape[:2]
+    span = limits["max_image_offset"] * max(h, w)
+    for name in ("joints2d", "hand_box"):
+        value = getattr(frame, name)
+        offset = None if value is None else float(value.abs().max())
+        if offset is not None and offset > span:
+            raise DataError(hand_src if name == "joints2d" else src,
+                            f"{name} lies {offset:.3g} px from the image origin, far outside the {w} x {h} image: "
+                            "the annotation is broken")
+    if frame.hand_box is not None:
+        x1, y1, x2, y2 = frame.hand_box.tolist()
+        if not (x2 - x1 >= 1 and y2 - y1 >= 1):
+            raise DataError(src, f"hand box {frame.hand_box.tolist()} is empty or inverted (x2 <= x1 or y2 <= y1)")
 
 
 def mirror_frame(frame: FrameAnnotation, mano_root_rest_right: torch.Tensor | None) -> FrameAnnotation:
@@ -316,11 +372,35 @@ def require_key(mapping: dict, key: str, path):
     return mapping[key]
 
 
+def image_bytes_complete(data: bytes) -> bool:
+    """False for a JPEG or PNG whose image data begins but is cut short (else True).
+
+    A JPEG cut short may still decode (libjpeg fills the rest with grey and only warns on
+    stderr): its last start-of-scan marker ``FF DA`` is then followed by no end-of-image marker
+    ``FF D9`` (``FF`` bytes inside the compressed data are always followed by ``00``, so neither
+    marker occurs there by chance; a thumbnail in the header ends before the main image's scans).
+    A PNG is cut short when no ``IEND`` chunk follows its last ``IDAT`` chunk. Files that never
+    reach their image data are left to the decoder to refuse.
+    """
+    if data[:2] == b"\xff\xd8":
+        scan = data.rfind(b"\xff\xda")
+        return scan < 0 or data.rfind(b"\xff\xd9") > scan
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        idat = data.rfind(b"IDAT")
+        return idat < 0 or data.rfind(b"IEND") > idat
+    return True
+
+
 def read_image(path: Path) -> np.ndarray:
-    """``[H, W, 3]`` uint8 RGB, or :class:`DataError` naming a missing or undecodable file."""
+    """``[H, W, 3]`` uint8 RGB, or :class:`DataError` naming a missing, undecodable or truncated
+    file (:func:`image_bytes_complete`)."""
+    path = Path(path)
     if not path.is_file():
         raise DataError(path, "image file is missing")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    data = path.read_bytes()
+    if not image_bytes_complete(data):
+        raise DataError(path, "image file is truncated (its end marker is missing): copy or download it again")
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR) if data else None
     if image is None:
         raise DataError(path, "image cannot be decoded (corrupt or not an image)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
@@ -465,6 +545,7 @@ class HandObjectDataset(torch.utils.data.Dataset):
         self.seed = seed
         self.epoch = 0
         self.ids: list[str] = []
+        self.split_source: Path = self.root  # what lists the split's frames (named when it lists none)
         self._bad = torch.zeros(0, dtype=torch.bool)
         self._reasons: dict[int, str] = {}
         self._warned_mismatch = False
@@ -488,6 +569,12 @@ class HandObjectDataset(torch.utils.data.Dataset):
             log.warning("%s: the %s split of %s has no frames", self.root, self.split, self.name)
         self.ids = list(ids)
         self._bad = torch.zeros(len(self.ids), dtype=torch.bool).share_memory_()
+
+    def require_frames(self) -> None:
+        """Raise :class:`DataError` naming the split's list when the split has no frames."""
+        if not self.ids:
+            raise DataError(self.split_source, f"the {self.split} split of {self.name} lists no frames: nothing to "
+                                               "train on or evaluate (is this the right folder and split?)")
 
     # -- to be provided by the loaders ------------------------------------------------
     def _read(self, index: int) -> FrameAnnotation:

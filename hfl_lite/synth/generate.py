@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ import cv2
 import numpy as np
 import torch
 
+from hfl_lite.atomic import check_output_folder, staged_folder
 from hfl_lite.data.formats import HAND_LABEL, YCB_IDS, transform_mano
 from hfl_lite.geometry.rotations import axis_angle_to_matrix
 from hfl_lite.threads import cpu_threads
@@ -323,14 +323,6 @@ def _pool(workers: int):
 # Command line
 # --------------------------------------------------------------------------------------------
 
-def _prepare(folder: Path, overwrite: bool) -> None:
-    if folder.exists() and any(folder.iterdir()):
-        if not overwrite:
-            raise SystemExit(f"synth: {folder} exists and is not empty; pass --overwrite to replace it")
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m hfl_lite synth``."""
     p = argparse.ArgumentParser(prog="python -m hfl_lite synth",
@@ -347,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mano-root", default=None,
                    help="folder of MANO_RIGHT/LEFT.pkl (default: MANO_ROOT, else the stand-in)")
     p.add_argument("--workers", type=int, default=1, help="processes rendering in parallel (same output)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output folder (once the new one is complete)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     n_train, n_eval = SIZES[args.size] if args.size else SIZES["small"]
@@ -360,19 +353,23 @@ def main(argv: list[str] | None = None) -> int:
                 "--n-train 0 makes an HO3D evaluation-only set")
     layouts = ("ho3d", "dexycb") if args.layout == "both" else (args.layout,)
     out = Path(args.out)
+    folders = {layout: out / layout if args.layout == "both" else out for layout in layouts}
+    for folder in folders.values():  # refused before any rendering
+        check_output_folder(folder, "--out", overwrite=args.overwrite)
     from tqdm import tqdm
 
-    with cpu_threads(1, opencv=True):  # single-threaded float results repeat bit for bit
+    # every layout renders into a temporary folder; all of them move into place once all succeeded
+    with cpu_threads(1, opencv=True), contextlib.ExitStack() as staged:  # single-threaded floats repeat bit for bit
         for layout in layouts:
-            folder = out / layout if args.layout == "both" else out
-            _prepare(folder, args.overwrite)
+            folder = folders[layout]
+            stage = staged.enter_context(staged_folder(folder, replace=True))
             start = time.perf_counter()
             with tqdm(desc=f"synth {layout}", unit="img", disable=args.no_progress, file=sys.stderr) as bar:
                 if layout == "ho3d":
-                    counts = generate_ho3d(folder, n_train, n_eval, args.seed, args.mano_root, bar.update,
+                    counts = generate_ho3d(stage, n_train, n_eval, args.seed, args.mano_root, bar.update,
                                            workers=args.workers)
                 else:
-                    counts = generate_dexycb(folder, n_train, n_eval, args.seed, args.mano_root, bar.update,
+                    counts = generate_dexycb(stage, n_train, n_eval, args.seed, args.mano_root, bar.update,
                                              n_cameras=args.cameras, workers=args.workers)
             took = time.perf_counter() - start
             total = sum(counts.values())

@@ -4,6 +4,7 @@ Train (one process, or one per GPU with ``torchrun --nproc_per_node N -m hfl_lit
 
     python -m hfl_lite train --dataset ho3d --root /data/HO3D_v2 --preset paper --out runs/ho3d
     python -m hfl_lite train ... --out runs/ho3d --resume          # continue where it stopped
+    python -m hfl_lite train ... --out runs/ho3d --overwrite       # start a new run there
     python -m hfl_lite train ... --out runs/finetune --init-from runs/ho3d/last.pt   # fine-tune
 
 Evaluate a checkpoint (the full metric table as JSON and Markdown; for HO3D also ``pred.zip``)::
@@ -27,10 +28,12 @@ from hfl_lite.losses import LOSS_WEIGHTS, hfl_losses, loss_weights
 from hfl_lite.model import BACKBONE_KINDS, HAND_VARIANTS, OBJECT_VARIANTS, PAPER_VARIANTS, ROI_CONVENTIONS, HFLNet
 from hfl_lite.presets import get_preset
 
-from .checkpoint import export_weights, load_checkpoint, load_model_weights
+from .checkpoint import (check_same_network, describe_network, export_weights, load_checkpoint, load_model_weights,
+                         load_weights_into)
 from .distributed import barrier, cleanup_distributed, init_distributed
 from .evaluate import MeanPoseBaseline, evaluate, flat_metrics
 from .loop import NonFiniteLossError, TrainConfig, Trainer, seed_everything, stop_signals_handled_by
+from .run_folder import check_run_folder
 
 __all__ = ["HFLStep", "eval_main", "make_dataset", "train_main"]
 
@@ -43,6 +46,7 @@ def make_dataset(name: str, root: str | os.PathLike, split: str, preset, augment
     """The ``hfl_lite.data`` reader for ``name`` ("ho3d" or "dexycb") at the preset's sizes.
 
     split: "train", or "evaluation"/"test" (each dataset's evaluation split, either name works).
+    Raises :class:`~hfl_lite.data.DataError` when the split lists no frames.
     """
     from hfl_lite.data import HO3D, DexYCB
 
@@ -52,8 +56,10 @@ def make_dataset(name: str, root: str | os.PathLike, split: str, preset, augment
     if split in ("evaluation", "test"):
         split = EVAL_SPLITS[name]
     cls = HO3D if name == "ho3d" else DexYCB
-    return cls(root, split=split, image_size=preset.image_size, roi_size=preset.roi_size, augment=augment,
-               skip_bad=skip_bad, mano_root=mano_root, seed=seed)
+    dataset = cls(root, split=split, image_size=preset.image_size, roi_size=preset.roi_size, augment=augment,
+                  skip_bad=skip_bad, mano_root=mano_root, seed=seed)
+    dataset.require_frames()
+    return dataset
 
 
 class HFLStep:
@@ -93,6 +99,9 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="per process (default: the preset's, 64 for paper)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="folder for checkpoints and logs")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt (exactly, to the batch)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in a RUN_DIR that holds one (its files are kept in RUN_DIR/previous until "
+                        "the new run's first checkpoint); without --resume or --overwrite such a folder is refused")
     p.add_argument("--init-from", metavar="CHECKPOINT",
                    help="start from these network weights (a training or exported checkpoint of the same preset and "
                         "variants) with a fresh optimiser, schedule and step count: fine-tuning; --resume of an "
@@ -170,6 +179,7 @@ def train_main(argv: list[str] | None = None) -> int:
 def _train(args: argparse.Namespace, info) -> int:
     from hfl_lite.data.cache import MemoryCache
 
+    check_run_folder(args.out, args.resume, args.overwrite)  # before minutes of setting up
     preset = get_preset(args.preset)
     schedule = preset.schedule(args.dataset)
     # None: HFLNet's default (the preset's); weights from --init-from replace every parameter,
@@ -254,7 +264,7 @@ def _train(args: argparse.Namespace, info) -> int:
               f"{trainer.batches_per_epoch} steps/epoch, {config.epochs} epochs, "
               f"AMP {trainer.amp_dtype if trainer.amp_dtype else 'off'}", flush=True)
     try:
-        result = trainer.fit(resume=args.resume)
+        result = trainer.fit(resume=args.resume, overwrite=args.overwrite)
     except NonFiniteLossError as err:
         if info.is_main:
             print(f"[hfl_lite] stopped: {err}", file=sys.stderr, flush=True)
@@ -280,14 +290,8 @@ def _init_weights(model: torch.nn.Module, path: str, preset: str, model_config: 
     the source was itself fine-tuned, its own ``init_from`` and ``init_from_meta``: the whole chain).
     """
     weights, meta = load_model_weights(path)
-    if meta.get("preset") != preset:
-        raise SystemExit(f"python -m hfl_lite train: --init-from {path} was trained with preset "
-                         f"{meta.get('preset')!r}, this run uses {preset!r}")
-    source_config = {**model_config, **(meta.get("model_config") or {})}
-    if source_config != model_config:
-        raise SystemExit(f"python -m hfl_lite train: --init-from {path} has network variants {source_config}, "
-                         f"this run builds {model_config}")
-    model.load_state_dict(weights)
+    check_same_network(path, meta, preset, model_config, "--init-from")
+    load_weights_into(model, weights, path, describe_network(preset, model_config))
     return {"init_from": str(path),
             "init_from_meta": {k: meta[k] for k in ("dataset", "epoch", "step", "init_from", "init_from_meta") if k in meta}}
 
@@ -321,16 +325,29 @@ def _eval_parser() -> argparse.ArgumentParser:
 
 def eval_main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m hfl_lite eval`` (see ``--help``). Returns the exit code."""
+    from hfl_lite.atomic import check_output_folder, staged_folder
     from hfl_lite.inference import load_model
-    from hfl_lite.submission import write_submission
 
     args = _eval_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    split = EVAL_SPLITS[args.dataset] if args.split in ("evaluation", "test") else "train"
+    out = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / f"eval_{args.dataset}_{split}"
+    check_output_folder(out, "--out")  # before the model and the data are read
     model, meta = load_model(args.checkpoint, args.device, args.mano_root)
     preset = model.preset
-    split = EVAL_SPLITS[args.dataset] if args.split in ("evaluation", "test") else "train"
     dataset = make_dataset(args.dataset, args.root, split, preset, mano_root=args.mano_root)
-    out = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / f"eval_{args.dataset}_{split}"
-    out.mkdir(parents=True, exist_ok=True)
+    with staged_folder(out) as stage:  # out receives the files only when everything succeeded
+        _evaluate_into(stage, out, args, model, meta, dataset, split)
+    print(f"\nwrote {out / 'metrics.json'} and {out / 'metrics.md'}")
+    return 0
+
+
+def _evaluate_into(stage: Path, out: Path, args: argparse.Namespace, model, meta: dict[str, Any], dataset,
+                   split: str) -> None:
+    """The body of ``eval``: score ``model`` and write the reports into ``stage`` (their paths as
+    they will be, under ``out``)."""
+    from hfl_lite.submission import write_submission
+
+    preset = model.preset
     baseline = None
     if args.baselines:
         train_set = make_dataset(args.dataset, args.root, "train", preset, mano_root=args.mano_root)
@@ -365,12 +382,10 @@ def eval_main(argv: list[str] | None = None) -> int:
         markdown += ["", "### Baseline: mean training hand pose at the true root, mean training object pose", "",
                      result.baseline_table.to_markdown()]
     if args.submission and args.dataset == "ho3d" and split == "evaluation":
-        zip_path = write_submission(out / "pred.zip", result.predictions["joints"], result.predictions["verts"],
-                                    expected_count=None if args.max_samples else len(dataset))
-        report["submission"] = str(zip_path)
-        markdown += ["", f"HO3D submission: `{zip_path}`"]
-    (out / "metrics.json").write_text(json.dumps(report, indent=1))
-    (out / "metrics.md").write_text("\n".join(markdown) + "\n")
+        write_submission(stage / "pred.zip", result.predictions["joints"], result.predictions["verts"],
+                         expected_count=None if args.max_samples else len(dataset))
+        report["submission"] = str(out / "pred.zip")
+        markdown += ["", f"HO3D submission: `{out / 'pred.zip'}`"]
+    (stage / "metrics.json").write_text(json.dumps(report, indent=1))
+    (stage / "metrics.md").write_text("\n".join(markdown) + "\n")
     print("\n".join(markdown))
-    print(f"\nwrote {out / 'metrics.json'} and {out / 'metrics.md'}")
-    return 0

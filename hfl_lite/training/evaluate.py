@@ -16,6 +16,14 @@ Protocol (paper Sec. 4.2 and the reference evaluation):
   (:func:`hfl_lite.geometry.voting.solve_pose_from_votes`); ADD-0.1D per object (ADD-S for
   Dex-YCB's symmetric objects), averaged over objects.
 
+Reproducibility. The numbers do not depend on the machine's thread count: :func:`evaluate`
+runs on a fixed number of CPU threads (``EVAL_THREADS``, 1), because float32 convolutions and
+matrix products split their sums differently with more threads, and a difference in the last bit
+can move a RANSAC inlier and with it a median; RANSAC draws from a generator seeded by ``seed``;
+medians and means are taken in float64 in a fixed order. A CPU of another kind (other vector
+instructions) or a GPU still rounds differently, so numbers from different kinds of hardware
+agree only to rounding and RANSAC's response to it.
+
 Baselines (:class:`MeanPoseBaseline`), which look at no image: the mean training hand pose
 (MANO with every joint rotation and the shape averaged over the training set), placed at the
 true root; and for each object its mean training pose in the crop's camera frame (the chordal
@@ -23,6 +31,7 @@ mean rotation and the mean translation).
 """
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -31,10 +40,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
+from hfl_lite.errors import UserError
 from hfl_lite.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle, project_to_rotation
 from hfl_lite.metrics import DEXYCB_SYMMETRIC_OBJECTS, MetricTable, mpjpe
+from hfl_lite.threads import cpu_threads
 
-__all__ = ["EvalResult", "MeanPoseBaseline", "evaluate", "flat_metrics", "symmetric_objects_for"]
+__all__ = ["EVAL_THREADS", "EvalResult", "MeanPoseBaseline", "evaluate", "flat_metrics", "symmetric_objects_for"]
+
+EVAL_THREADS = 1  # CPU threads of an evaluation: a fixed number makes the numbers repeat (module docstring)
 
 
 def symmetric_objects_for(dataset_name: str) -> tuple[str, ...]:
@@ -130,6 +143,17 @@ def flat_metrics(summary: Mapping[str, Any], prefix: str = "") -> dict[str, floa
     return out
 
 
+def _on_fixed_threads(func):
+    """Run ``func`` with ``threads`` CPU threads (a keyword of the wrapper; default
+    ``EVAL_THREADS``; None keeps the caller's setting), restoring the setting afterwards."""
+    @functools.wraps(func)
+    def wrapper(*args, threads: int | None = EVAL_THREADS, **kwargs):
+        with cpu_threads(threads):
+            return func(*args, **kwargs)
+    return wrapper
+
+
+@_on_fixed_threads
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, dataset: Dataset, dataset_name: str, batch_size: int = 16, workers: int = 0,
              device: torch.device | str | None = None, baseline: MeanPoseBaseline | None = None, ransac: bool = True,
@@ -142,6 +166,8 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, dataset_name: str, batch_
     baseline:     also score a :class:`MeanPoseBaseline` on the same samples
     ransac, seed: RANSAC EPnP (seeded, so the numbers are reproducible) or plain EPnP
     max_samples:  score only the first this many samples
+    threads:      (keyword) CPU threads while evaluating, ``EVAL_THREADS`` by default so that the
+                  numbers do not depend on the machine's core count; None keeps the current setting
     """
     from hfl_lite.inference import predict
 
@@ -152,6 +178,8 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, dataset_name: str, batch_
         dataset_view: Dataset = Subset(dataset, range(min(max_samples, len(dataset))))
     else:
         dataset_view = dataset
+    if len(dataset_view) == 0:
+        raise UserError(f"evaluate: {dataset!r} has no samples: nothing to evaluate")
     catalog = getattr(dataset, "objects", None)
     if catalog is None:
         raise AttributeError(f"{type(dataset).__name__} has no 'objects' catalogue (needed for the object meshes)")
@@ -216,7 +244,7 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, dataset_name: str, batch_
         metrics["mpjpe_est_trans_mm"] = sum(extra["mpjpe_est_trans"]) / len(extra["mpjpe_est_trans"])
         metrics["root_error_mm"] = sum(extra["root_error"]) / len(extra["root_error"])
         # a few hands placed far off in depth dominate the mean
-        metrics["root_error_median_mm"] = float(torch.tensor(extra["root_error"]).median())
+        metrics["root_error_median_mm"] = float(torch.tensor(extra["root_error"], dtype=torch.float64).median())
     if extra["obj_pose_valid"]:
         metrics["obj_pose_valid_pct"] = 100 * sum(extra["obj_pose_valid"]) / len(extra["obj_pose_valid"])
     _add_medians(metrics, table)
@@ -234,7 +262,7 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, dataset_name: str, batch_
 def _add_medians(metrics: dict[str, Any], table: MetricTable) -> None:
     """Medians next to the means: a few wild poses (EPnP on poor votes) dominate a mean ADD."""
     if table.objects:
-        metrics["add_median_mm"] = float(torch.tensor([r["add"] for r in table.objects]).median())
+        metrics["add_median_mm"] = float(torch.tensor([r["add"] for r in table.objects], dtype=torch.float64).median())
         reps = [r["rep_px"] for r in table.objects if r["rep_px"] is not None]
         if reps:
-            metrics["rep_median_px"] = float(torch.tensor(reps).median())
+            metrics["rep_median_px"] = float(torch.tensor(reps, dtype=torch.float64).median())

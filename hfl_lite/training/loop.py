@@ -24,6 +24,11 @@ What it guarantees
   ``last.pt`` and returns with status ``"interrupted"``; a second one aborts at once.
 - **Logs.** One JSON object per line in ``out_dir/log.jsonl`` (every step, every evaluation,
   every event) and the training steps also in ``out_dir/log.csv``.
+- **One run per folder** (:mod:`hfl_lite.training.run_folder`). ``fit`` refuses a folder that
+  holds a run unless ``resume`` or ``overwrite``, and one that another live run has locked; a
+  resume cuts the logs back to the checkpoint's step, so steps trained again after a hard kill
+  are logged once; a ``last.pt`` that is missing or unreadable, or that holds another preset or
+  other variants (``meta`` entries ``preset`` and ``model_config``), stops with one sentence.
 """
 from __future__ import annotations
 
@@ -47,8 +52,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (check_same_network, describe_network, load_weights_into, rng_state, save_checkpoint,
+                         set_rng_state)
 from .distributed import DistInfo, all_gather_objects, barrier
+from .run_folder import RunFolder, RunFolderError, truncate_logs
 
 __all__ = [
     "NonFiniteLossError",
@@ -280,6 +287,7 @@ class Trainer:
         self.best_value: float | None = None
         self._stop_signal: int | None = None
         self._csv_fields: list[str] | None = None
+        self._folder: RunFolder | None = None
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -303,10 +311,12 @@ class Trainer:
             **{k: v for k, v in self.cfg.meta.items()},
         }
 
-    def load_state_dict(self, ckpt: Mapping[str, Any]) -> None:
+    def load_state_dict(self, ckpt: Mapping[str, Any], source: str | os.PathLike = "checkpoint") -> None:
         """Restore a checkpoint made by :meth:`state_dict` (same world size and batch size expected
-        for an exact continuation; other values continue approximately, with a warning)."""
-        _unwrap(self.model).load_state_dict(ckpt["model"])
+        for an exact continuation; other values continue approximately, with a warning).
+        ``source``: the file it came from, named if its weights do not fit the model."""
+        network = describe_network(self.cfg.meta.get("preset"), self.cfg.meta.get("model_config"))
+        load_weights_into(_unwrap(self.model), ckpt["model"], source, network)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
@@ -341,6 +351,8 @@ class Trainer:
         path = None
         if self.dist.is_main:
             path = save_checkpoint(state, self.out_dir / name)
+            if name == "last.pt" and self._folder is not None:
+                self._folder.checkpoint_written()
         barrier(self.dist)
         return path
 
@@ -456,20 +468,57 @@ class Trainer:
             self.save("best.pt")
         return metrics
 
-    def fit(self, resume: bool = False) -> dict[str, Any]:
+    def fit(self, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
         """Train until ``epochs`` or ``max_steps``; returns a summary dict with ``status``
         ("completed", "max_steps" or "interrupted"), ``epoch``, ``step``, ``updates`` and the last
         evaluation (``metrics``, or ``None``).
 
-        resume: continue from ``out_dir/last.pt`` when it exists (a fresh start otherwise).
-        Raises :class:`NonFiniteLossError` after ``max_nonfinite`` non-finite losses in a row.
+        resume: continue from ``out_dir/last.pt`` (a folder with no trace of a run starts fresh).
+        overwrite: start a new run in a folder that holds one (see
+        :mod:`hfl_lite.training.run_folder`; without either flag such a folder is refused).
+        Raises :class:`NonFiniteLossError` after ``max_nonfinite`` non-finite losses in a row, and
+        :class:`~hfl_lite.training.run_folder.RunFolderError` or
+        :class:`~hfl_lite.training.checkpoint.CheckpointError` when the folder cannot be used.
         """
-        last = self.out_dir / "last.pt"
-        if resume and last.is_file():
-            self.load_state_dict(load_checkpoint(last, map_location=self.device))
-            self._log_event("resume", batch_in_epoch=self.batch_in_epoch)
-        else:
+        try:
+            self._start_or_resume(resume, overwrite)
+            return self._fit()
+        finally:
+            if self._folder is not None:
+                self._folder.release()
+                self._folder = None
+
+    def _start_or_resume(self, resume: bool, overwrite: bool) -> None:
+        """Rank 0 claims the run folder (a refusal reaches every rank, so that none is left waiting
+        for the others); when resuming every rank loads ``last.pt`` and rank 0 cuts the logs back."""
+        folder = RunFolder(self.out_dir, resume=resume, overwrite=overwrite)
+        refusal = None
+        if self.dist.is_main:
+            try:
+                folder.claim()
+            except Exception as err:
+                refusal = err
+        first = all_gather_objects(None if refusal is None else str(refusal), self.dist)[0]
+        if refusal is not None:
+            raise refusal
+        if first is not None:
+            raise RunFolderError(f"rank 0 could not claim {self.out_dir}: {first}")
+        self._folder = folder if self.dist.is_main else None
+        ckpt = folder.resume_checkpoint(map_location=self.device)
+        if ckpt is None:
             self._log_event("start", config={k: v for k, v in asdict(self.cfg).items() if k != "meta"}, **self.cfg.meta)
+            return
+        last = self.out_dir / "last.pt"
+        if "preset" in self.cfg.meta:
+            check_same_network(last, ckpt, self.cfg.meta["preset"], self.cfg.meta.get("model_config") or {},
+                               "--resume:")
+        self.load_state_dict(ckpt, source=last)
+        if self.dist.is_main:  # steps after the checkpoint are trained again: they must not be logged twice
+            truncate_logs(self.out_dir, int(ckpt["step"]))
+        self._log_event("resume", batch_in_epoch=self.batch_in_epoch)
+
+    def _fit(self) -> dict[str, Any]:
+        last = self.out_dir / "last.pt"
         self.model.train()
         status, metrics = "completed", None
         with stop_signals_handled_by(self._handle_signal):
