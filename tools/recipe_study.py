@@ -135,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         if not (run / "eval" / "metrics.json").is_file():
             if not (run / "done").is_file():
                 options = _train_options(config, budget, data, heldout)
-                _run(["train", *options, "--out", str(run), *(["--resume"] if (run / "last.pt").is_file() else [])])
+                # a run killed before its first checkpoint left only logs: start it again
+                again = ["--resume"] if (run / "last.pt").is_file() else ["--overwrite"] if run.exists() else []
+                _run(["train", *options, "--out", str(run), *again])
                 (run / "done").write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
             _run(["eval", "--checkpoint", str(run / "last.pt"), "--dataset", "ho3d", "--root", str(heldout),
                   "--split", "evaluation", "--baselines", "--no-submission", "--out", str(run / "eval")])
