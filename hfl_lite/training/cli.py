@@ -317,6 +317,8 @@ def _eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the RANSAC sampling")
     p.add_argument("--baselines", action="store_true",
                    help="also score the mean training hand and per-object mean training pose (reads the train split)")
+    p.add_argument("--baseline-root", help="dataset folder whose train split the baselines average (default: --root; "
+                                           "e.g. the training images when --root is a held-out set)")
     p.add_argument("--submission", action=argparse.BooleanOptionalAction, default=True,
                    help="HO3D evaluation split: also write the challenge submission pred.zip (default: on)")
     p.add_argument("--mano-root", help="folder with MANO_RIGHT.pkl (default: the stand-in hand)")
@@ -350,7 +352,7 @@ def _evaluate_into(stage: Path, out: Path, args: argparse.Namespace, model, meta
     preset = model.preset
     baseline = None
     if args.baselines:
-        train_set = make_dataset(args.dataset, args.root, "train", preset, mano_root=args.mano_root)
+        train_set = make_dataset(args.dataset, args.baseline_root or args.root, "train", preset, mano_root=args.mano_root)
         baseline = MeanPoseBaseline.fit(train_set, batch_size=args.batch_size, workers=args.workers, progress=True,
                                         mano_root=args.mano_root)
     result = evaluate(model, dataset, args.dataset, batch_size=args.batch_size, workers=args.workers,
@@ -379,6 +381,7 @@ def _evaluate_into(stage: Path, out: Path, args: argparse.Namespace, model, meta
         markdown += [f"| {label} | {result.metrics[k]:.2f} |" for k, label in extra]
     if result.baseline is not None:
         report["baseline_mean_pose"] = result.baseline
+        report["baseline_root"] = str(args.baseline_root or args.root)
         markdown += ["", "### Baseline: mean training hand pose at the true root, mean training object pose", "",
                      result.baseline_table.to_markdown()]
     if args.submission and args.dataset == "ho3d" and split == "evaluation":
