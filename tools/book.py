@@ -15,6 +15,9 @@ from hfl_lite.bench import toc  # the one reader of _toc.yml
 
 ROOT = Path(__file__).resolve().parents[1]
 COLAB_MARKER = "# Colab set-up"
+# The one rule that keeps the set-up cell out of the built book (Jupyter Book's tag for a cell
+# shown neither as code nor as output); sync-colab writes it on every chapter.
+COLAB_TAGS = ["remove-cell"]
 
 
 def repository_url() -> str:
@@ -46,20 +49,37 @@ def toc_files() -> list[Path]:
     return toc.toc_files(ROOT)
 
 
-def sync_colab_cells() -> list[Path]:
-    """Make the first cell of every chapter the Colab cell; returns the notebooks changed."""
+def is_colab_cell(cell: dict) -> bool:
+    """Whether ``cell`` (a notebook cell as stored) is a Colab cell, current or outdated."""
+    return cell["cell_type"] == "code" and "".join(cell["source"]).startswith(COLAB_MARKER)
+
+
+def colab_cell_is_current(cell: dict) -> bool:
+    """The cell holds today's Colab source and carries the tags that hide it in the book."""
+    tags = cell.get("metadata", {}).get("tags", [])
+    return (is_colab_cell(cell) and "".join(cell["source"]) == colab_cell_source()
+            and all(tag in tags for tag in COLAB_TAGS))
+
+
+def sync_colab_cells(folder: Path | None = None) -> list[Path]:
+    """Make the first cell of every notebook under ``folder`` (default: book/) the Colab cell,
+    hidden in the built book by :data:`COLAB_TAGS`; returns the notebooks changed. A cell
+    being replaced keeps its id and its other tags."""
     changed = []
     source = colab_cell_source()
-    for path in sorted((ROOT / "book").glob("**/*.ipynb")):
+    for path in sorted(Path(folder or ROOT / "book").glob("**/*.ipynb")):
         if ".ipynb_checkpoints" in path.parts:
             continue
         nb = json.loads(path.read_text())
         cells = nb["cells"]
-        cell = {"cell_type": "code", "execution_count": None, "id": "colab-setup",
-                "metadata": {"tags": ["remove-cell"]}, "outputs": [], "source": source.splitlines(keepends=True)}
-        if cells and cells[0]["cell_type"] == "code" and "".join(cells[0]["source"]).startswith(COLAB_MARKER):
-            if "".join(cells[0]["source"]) == source:
-                continue
+        if cells and colab_cell_is_current(cells[0]):
+            continue
+        old = cells[0] if cells and is_colab_cell(cells[0]) else None
+        tags = [t for t in (old or {}).get("metadata", {}).get("tags", []) if t not in COLAB_TAGS] + COLAB_TAGS
+        cell = {"cell_type": "code", "execution_count": None, "id": old["id"] if old and "id" in old else "colab-setup",
+                "metadata": {**(old or {}).get("metadata", {}), "tags": tags}, "outputs": [],
+                "source": source.splitlines(keepends=True)}
+        if old:
             cells[0] = cell
         else:
             cells.insert(0, cell)
