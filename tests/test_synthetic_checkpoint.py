@@ -22,7 +22,8 @@ def _lineage(meta: dict) -> list[str]:
 
 def test_tiny_recipe_renders_trains_every_stage_and_evaluates_on_the_heldout_set(tmp_path, monkeypatch, capsys):
     out = tmp_path / "recipe"
-    assert recipe.main(["--out", str(out), "--tiny", "--workers", "1"]) == 0
+    ship = tmp_path / "ship"
+    assert recipe.main(["--out", str(out), "--tiny", "--workers", "1", "--ship", str(ship)]) == 0
     stages = list(recipe.TINY)
     assert stages == list(recipe.FULL) and len(stages) >= 2
     assert len((out / "heldout" / "evaluation.txt").read_text().split()) == recipe.TINY_HELDOUT
@@ -42,6 +43,12 @@ def test_tiny_recipe_renders_trains_every_stage_and_evaluates_on_the_heldout_set
     assert metrics["baseline_root"] == str(out / f"data_{stages[-1]}")
     assert "finger_angle_deg" in metrics["model"] and "finger_angle_deg" in metrics["baseline_mean_pose"]
     assert "$ python -m hfl_lite train" in capsys.readouterr().out
+    # the last stage scored itself on the held-out set after its epoch; --ship copied what ships
+    curve = (out / f"{stages[-1]}_heldout.csv").read_text().splitlines()
+    assert len(curve) == 2 and "finger_angle_deg" in curve[0].split(",")
+    assert sorted(p.name for p in ship.iterdir()) == sorted(
+        [recipe.CHECKPOINT_NAME, "metrics.json", "metrics.md", f"{stages[-1]}_log.csv", f"{stages[-1]}_heldout.csv"])
+    assert (ship / "metrics.json").read_bytes() == (out / "eval" / "metrics.json").read_bytes()
 
     # a second call finds every step done and runs nothing
     ran = []
@@ -65,7 +72,7 @@ def test_warm_start_trains_only_the_last_stage_from_the_tensors_that_fit(tmp_pat
     assert recipe.main(["--out", str(out), "--tiny", "--workers", "1", "--warm-start", str(tmp_path / "old.pt")]) == 0
     last = list(recipe.TINY)[-1]
     assert sorted(p.name for p in out.iterdir()) == sorted(["heldout", f"data_{last}", last, recipe.CHECKPOINT_NAME,
-                                                            "eval"])
+                                                            f"{last}_heldout.csv", "eval"])
     final = torch.load(out / recipe.CHECKPOINT_NAME, weights_only=True)
     assert _lineage(final) == [str(tmp_path / "old.pt")]
     assert sorted(final["init_partial"]["fresh"]) == dropped and final["init_partial"]["dropped"] == []

@@ -1,27 +1,27 @@
 """The CPU preset's small-compute recipe study (chapter 9's table) as one resumable command.
 
-    python tools/recipe_study.py --out runs/recipe              # every configuration, about 3 hours on 2 cores
-    python tools/recipe_study.py --out /tmp/recipe --tiny       # every step on a few images
+    python tools/recipe_study.py --out runs/recipe --warm-start OLD.pt   # every configuration
+    python tools/recipe_study.py --out /tmp/recipe --tiny                # every step on a few images
 
-Every configuration trains the ``cpu`` preset from random weights for the same number of steps
-of the same batch size and learning-rate schedule, and is then scored on the same held-out set
-(``synth --n-train 0 --n-eval 240 --seed 7``, rendered apart from every training image) with the
-mean-pose baselines. The configurations differ in one thing at a time:
+Every configuration trains the ``cpu`` preset and is then scored on the same held-out set
+(``hfl_lite.samples.heldout_command``: 240 frames of seed 7, rendered apart from every training
+image) with the mean-pose baselines. Two starts, each with its own budget:
 
-* data: a fixed set of 2,000 images seen for many epochs, against a pool of fresh images
-  (``--pool-images``, seed 11) that the run goes through about once;
-* augmentation: the paper's (crop jitter, scale, rotation, blur, colour) on or off;
-* loss weights: the paper's, a strong MANO pose term (``mano_pose=1000``), the
-  ``articulation3d`` term (finger rotations posed with the true global rotation), the 2D term
-  raised to 1e4 (the previous shipped checkpoint's recipe), and a strong pose term together with
-  a strong vote term (``obj_offset=5000``).
+* ``scratch``: random weights, 1,000 steps of 32 (lr 1e-3, x0.3 after 700 steps);
+* ``warm``: the matching tensors of ``--warm-start`` (``train --init-partial``; the previous
+  shipped checkpoint, whose backbone already finds the hand), 200 steps of 32 at lr 3e-4.
+
+The configurations differ in the data (a fixed set of 2,000 images seen for many epochs, or a
+pool of 12,000 fresh images, seed 11, gone through about once), the paper's augmentation (on or
+off), the loss weights (written out on top of the paper's, so that the preset's own recipe does
+not leak in) and Adam's weight decay.
 
 Everything goes under ``--out``: ``data_pool/``, ``data_fixed/`` (the first images of the pool,
 linked, not copied), ``heldout/``, one run folder per configuration (``last.pt``, logs,
 ``eval/metrics.json``) and ``results.csv`` (one row per configuration plus the baseline; chapter 9
-reads the committed copy in ``data_samples/recipe/``). Run it again after an interruption and it
-goes on where it stopped: rendered sets are kept, a run with a ``last.pt`` resumes, a scored run
-is not scored again.
+reads the committed copy, ``data_samples/checkpoints/recipe_study.csv``). Run it again after an
+interruption and it goes on where it stopped: rendered sets are kept, a run with a ``last.pt``
+resumes, a scored run is not scored again.
 """
 from __future__ import annotations
 
@@ -34,24 +34,39 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
+
+from hfl_lite.samples import heldout_command
 
 ROOT = Path(__file__).resolve().parents[1]
-HELDOUT = {"images": 240, "seed": 7}
 POOL_SEED = 11
+PAPER = ["joints2d=100", "mano_pose=10", "obj_offset=500"]  # the paper's values of the terms varied here
+RECIPE = ["joints2d=1e3", "mano_pose=1e3", "obj_offset=5e3"]  # the cpu preset's (hfl_lite.presets)
 
-# name -> (data, augment, loss-weight overrides); the order is the table's
+
+class Config(NamedTuple):
+    start: str  # "scratch" or "warm"
+    data: str  # "fixed" or "pool"
+    augment: bool
+    weights: list[str]  # --loss-weight values
+    weight_decay: str
+
+
+# the order is the table's
 CONFIGS = {
-    "fixed": ("fixed", False, []),
-    "fresh": ("pool", False, []),
-    "fresh+aug": ("pool", True, []),
-    "fresh+aug, mano_pose=1000": ("pool", True, ["mano_pose=1000"]),
-    "fresh+aug, articulation3d=1e4": ("pool", True, ["articulation3d=1e4"]),
-    "fresh+aug, joints2d=1e4": ("pool", True, ["joints2d=1e4"]),
-    "fresh+aug, mano_pose=1000, obj_offset=5000": ("pool", True, ["mano_pose=1000", "obj_offset=5000"]),
+    "scratch, fixed, paper weights": Config("scratch", "fixed", False, PAPER, "5e-4"),
+    "scratch, fresh+aug, mano_pose=1000, obj_offset=5000": Config(
+        "scratch", "pool", True, ["joints2d=100", "mano_pose=1000", "obj_offset=5000"], "5e-4"),
+    "warm, fresh+aug, paper weights": Config("warm", "pool", True, PAPER, "5e-4"),
+    "warm, fresh+aug, recipe": Config("warm", "pool", True, RECIPE, "0"),
+    "warm, fresh+aug, recipe, articulation3d=1e4": Config("warm", "pool", True, [*RECIPE, "articulation3d=1e4"], "0"),
+    "warm, fresh+aug, recipe, joints2d=1e4": Config("warm", "pool", True, [*RECIPE, "joints2d=1e4"], "0"),
 }
-FULL = {"pool_images": 12000, "fixed_images": 2000, "steps": 1000, "batch": 32, "lr": "1e-3", "lr_step_steps": 700,
-        "heldout": HELDOUT["images"]}
-TINY = {"pool_images": 8, "fixed_images": 4, "steps": 2, "batch": 2, "lr": "1e-3", "lr_step_steps": 1, "heldout": 4}
+BUDGETS = {"scratch": {"steps": 1000, "batch": 32, "lr": "1e-3", "lr_step_steps": 700},
+           "warm": {"steps": 200, "batch": 32, "lr": "3e-4", "lr_step_steps": 10**6}}
+FULL = {"pool_images": 12000, "fixed_images": 2000, "heldout": 240}
+TINY = {"pool_images": 8, "fixed_images": 4, "heldout": 4}
+TINY_BUDGET = {"steps": 2, "batch": 2, "lr": "1e-3", "lr_step_steps": 1}
 METRICS = ("finger_angle_deg", "articulation_mpjpe_mm", "pa_mpjpe_mm", "mpjpe_mm", "root_error_median_mm",
            "rep_median_px", "add_median_mm", "add_01d_mean_objects_pct")
 
@@ -76,6 +91,13 @@ def _render(folder: Path, n_train: int, n_eval: int, seed: int, workers: int) ->
           "--seed", str(seed), "--workers", str(workers), "--no-progress", "--overwrite"])
 
 
+def _render_heldout(folder: Path, frames: int, workers: int) -> None:
+    if (folder / "evaluation.txt").is_file():
+        print(f"# {folder} is rendered already", flush=True)
+        return
+    _run([*heldout_command(folder, frames), "--workers", str(workers), "--no-progress", "--overwrite"])
+
+
 def _fixed_subset(pool: Path, folder: Path, images: int) -> None:
     """The first ``images`` training frames of ``pool`` as an HO3D folder of links (no copies)."""
     if (folder / "train.txt").is_file():
@@ -90,18 +112,20 @@ def _fixed_subset(pool: Path, folder: Path, images: int) -> None:
     (folder / "train.txt").write_text("\n".join(frames) + "\n")
 
 
-def _train_options(config: str, budget: dict, data: Path, heldout: Path) -> list[str]:
-    _, augment, weights = CONFIGS[config]
+def _train_options(config: Config, budget: dict, data: Path, warm_start: Path | None) -> list[str]:
     images = len((data / "train.txt").read_text().split())
     steps_per_epoch = max(1, images // budget["batch"])
     epochs = -(-budget["steps"] // steps_per_epoch)  # enough epochs to reach --max-steps
     lr_step = max(1, round(budget["lr_step_steps"] / steps_per_epoch))  # the schedule counts epochs
     options = ["--dataset", "ho3d", "--preset", "cpu", "--root", str(data), "--batch-size", str(budget["batch"]),
                "--epochs", str(epochs), "--max-steps", str(budget["steps"]), "--lr", budget["lr"],
-               "--lr-step", str(lr_step), "--lr-gamma", "0.3", "--seed", "0", "--no-progress"]
-    options += ["--augment", "--workers", "2"] if augment else ["--no-augment", "--cache", "--workers", "2"]
-    for w in weights:
+               "--lr-step", str(lr_step), "--lr-gamma", "0.3", "--weight-decay", config.weight_decay,
+               "--seed", "0", "--no-progress"]
+    options += ["--augment", "--workers", "2"] if config.augment else ["--no-augment", "--cache", "--workers", "2"]
+    for w in config.weights:
         options += ["--loss-weight", w]
+    if config.start == "warm":
+        options += ["--init-from", str(warm_start), "--init-partial"]
     return options
 
 
@@ -109,9 +133,10 @@ def _row(config: str, run: Path, budget: dict) -> dict:
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
     seconds = sum(r.get("seconds", 0.0) for r in log if "step" in r and "seconds" in r)
-    data, augment, weights = CONFIGS[config]
-    row = {"config": config, "data": data, "augment": augment, "loss_weights": " ".join(weights) or "paper",
-           "steps": budget["steps"], "batch": budget["batch"], "train_minutes": round(seconds / 60, 1)}
+    c = CONFIGS[config]
+    row = {"config": config, "start": c.start, "data": c.data, "augment": c.augment, "loss_weights": " ".join(c.weights),
+           "weight_decay": c.weight_decay, "steps": budget["steps"], "batch": budget["batch"],
+           "train_minutes": round(seconds / 60, 1)}
     row.update({k: metrics["model"].get(k) for k in METRICS})
     return row
 
@@ -119,26 +144,34 @@ def _row(config: str, run: Path, budget: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python tools/recipe_study.py", description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, type=Path, help="folder for the data, the runs and results.csv")
+    p.add_argument("--warm-start", type=Path, metavar="CHECKPOINT",
+                   help="the weights the warm configurations start from (needed by them)")
     p.add_argument("--tiny", action="store_true", help="a few images and 2 steps per configuration")
     p.add_argument("--configs", nargs="+", choices=list(CONFIGS), help="a subset of the configurations (default: all)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="synth worker processes (default: all cores)")
     p.add_argument("--threads", type=int, help="torch threads of each training run (default: torch's own)")
     args = p.parse_args(argv)
-    budget = TINY if args.tiny else FULL
+    configs = args.configs or list(CONFIGS)
+    if args.warm_start is None and any(CONFIGS[c].start == "warm" for c in configs):
+        p.error("the warm configurations need --warm-start CHECKPOINT (or choose others with --configs)")
+    if args.warm_start is not None and not args.warm_start.is_file():
+        p.error(f"--warm-start: no file {args.warm_start}")
+    sizes = TINY if args.tiny else FULL
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     pool, fixed, heldout = out / "data_pool", out / "data_fixed", out / "heldout"
-    _render(heldout, 0, budget["heldout"], HELDOUT["seed"], args.workers)
-    _render(pool, budget["pool_images"], 0, POOL_SEED, args.workers)
-    _fixed_subset(pool, fixed, budget["fixed_images"])
+    _render_heldout(heldout, sizes["heldout"], args.workers)
+    _render(pool, sizes["pool_images"], 0, POOL_SEED, args.workers)
+    _fixed_subset(pool, fixed, sizes["fixed_images"])
 
     rows, baseline = [], None
-    for config in args.configs or list(CONFIGS):
+    for config in configs:
+        budget = TINY_BUDGET if args.tiny else BUDGETS[CONFIGS[config].start]
         run = out / "runs" / config.replace(", ", "_").replace("=", "-")
-        data = fixed if CONFIGS[config][0] == "fixed" else pool
+        data = fixed if CONFIGS[config].data == "fixed" else pool
         if not (run / "eval" / "metrics.json").is_file():
             if not (run / "done").is_file():
-                options = _train_options(config, budget, data, heldout)
+                options = _train_options(CONFIGS[config], budget, data, args.warm_start)
                 # a run killed before its first checkpoint left only logs: start it again
                 again = ["--resume"] if (run / "last.pt").is_file() else ["--overwrite"] if run.exists() else []
                 _run(["train", *options, "--out", str(run), *again], args.threads)

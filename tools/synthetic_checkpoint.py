@@ -16,6 +16,7 @@ last stage's weights on the held-out set with the mean-pose baselines. Everythin
     stage1/  stage2/ ...               the runs (last.pt, log.jsonl, log.csv)
     stage1.pt  stage2.pt ...           each stage's exported weights (float16); the last stage's
     hfl_lite_cpu_ho3d_synthetic.pt     are exported under the shipped file's name instead
+    stage3_heldout.csv                 the last stage's held-out evaluation after every epoch
     eval/                              metrics.json, metrics.md
 
 ``--warm-start FILE`` skips every stage but the last and starts that one from ``FILE`` with
@@ -30,7 +31,10 @@ Run it again after an interruption and it goes on: a rendered set is kept, a run
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import os
+import shutil
 import shlex
 import subprocess
 import sys
@@ -102,6 +106,30 @@ def _train(run: Path, data: Path, export: Path, options: list[str], heldout: Pat
     _run(args)
 
 
+def _heldout_curve(log: Path, out: Path) -> None:
+    """The run's held-out evaluations (``eval`` events of ``log.jsonl``) as one CSV row per epoch."""
+    rows = [r for r in map(json.loads, log.read_text().splitlines()) if r.get("event") == "eval"]
+    if not rows:
+        return
+    fields = ["epoch", "step"] + sorted(k for k in rows[0] if k not in ("event", "epoch", "step", "time"))
+    with open(out, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _ship(out: Path, last_stage: str, folder: Path) -> None:
+    """Copy what data_samples/checkpoints holds from a finished recipe into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {CHECKPOINT_NAME: out / CHECKPOINT_NAME, "metrics.json": out / "eval" / "metrics.json",
+             "metrics.md": out / "eval" / "metrics.md", f"{last_stage}_log.csv": out / last_stage / "log.csv",
+             f"{last_stage}_heldout.csv": out / f"{last_stage}_heldout.csv"}
+    for name, source in files.items():
+        if source.is_file():
+            shutil.copyfile(source, folder / name)
+            print(f"# shipped {name}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python tools/synthetic_checkpoint.py", description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, type=Path, help="folder for the data, runs, weights and evaluation")
@@ -109,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warm-start", type=Path, metavar="CHECKPOINT",
                    help="run only the last stage, from the matching tensors of this checkpoint (train --init-partial)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="synth worker processes (default: all cores)")
+    p.add_argument("--ship", type=Path, metavar="FOLDER",
+                   help="at the end, copy the checkpoint, metrics and the last stage's logs into FOLDER "
+                        "(data_samples/checkpoints to update the shipped ones)")
     args = p.parse_args(argv)
     if args.workers < 1:
         p.error(f"--workers must be >= 1, got {args.workers}")
@@ -133,12 +164,15 @@ def main(argv: list[str] | None = None) -> int:
                partial=args.warm_start is not None and previous == args.warm_start.resolve())
         previous = export
     final = previous
+    _heldout_curve(out / stages[-1] / "log.jsonl", out / f"{stages[-1]}_heldout.csv")
     if (out / "eval" / "metrics.json").is_file():
         print(f"# {out / 'eval'} holds the evaluation already", flush=True)
     else:
         _run(["eval", "--checkpoint", str(final), "--dataset", "ho3d", "--root", str(heldout),
               "--split", "evaluation", "--baselines", "--baseline-root", str(out / f"data_{stages[-1]}"),
               "--no-submission", "--out", str(out / "eval")])
+    if args.ship is not None:
+        _ship(out, stages[-1], args.ship)
     print(f"# done: {final}; metrics in {out / 'eval' / 'metrics.md'}", flush=True)
     return 0
 
