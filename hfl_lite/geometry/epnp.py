@@ -2,37 +2,49 @@
 
 Given object points ``X_i`` (metres, object frame), their pixel observations ``x_i`` and the
 intrinsics ``K``, find ``R, t`` with ``x_i ~ project(K (R X_i + t))``. EPnP writes every point
-as a weighted sum of four virtual *control points* ``c_j`` (barycentric coordinates
-``alpha_ij``), so the unknowns shrink to the twelve camera coordinates of the control points:
+as a weighted sum of four virtual *control points* ``c_j``, so the unknowns shrink to the twelve
+camera coordinates of the control points:
 
-1. Control points: the weighted centroid and the centroid moved by one standard deviation
-   along each principal direction of the points.
-2. Barycentric coordinates ``alpha [N, 4]`` (they sum to one, so they hold in any frame).
-3. Each correspondence gives two linear equations in the 12 unknowns, ``M [2N, 12]``;
-   the solution lies (up to noise) in the span of the ``n = 1..4`` eigenvectors of
-   ``M^T W M`` with the smallest eigenvalues: ``c^cam = sum_k beta_k v_k``. Rather than
-   decomposing the 12 x 12 matrix, we use its structure: for given depth coordinates the
-   best x and y coordinates follow linearly, which leaves a 4-dimensional subspace that
-   holds the null space of ``M`` (exactly, for noise-free data); the Rayleigh-Ritz vectors of
-   ``M^T W M`` in it (a 4 x 4 generalised eigenproblem) serve as the ``v_k``.
+1. Control points: the weighted centroid ``c_0`` and ``c_k = c_0 + L e_k``, with ``L`` the
+   Cholesky factor of the points' weighted covariance. In the whitened coordinates
+   ``a_i = L^-1 (X_i - c_0)`` a camera point is ``c_0 + sum_k a_ik (c_k - c_0)``.
+2. The data enter only through weighted moments: one batched matrix product gives the sums
+   of ``w_i f_i p_i`` for ``f = (1, u, v, u^2 + v^2)`` (normalised image coordinates) and the
+   products ``p`` of the centred point coordinates; whitening is then a 3 x 3 congruence per
+   problem, and nothing after this step grows with N.
+3. Each correspondence gives two linear equations in the 12 unknowns (``M x = 0``). For given
+   depth coordinates the best x and y coordinates follow linearly, which leaves a
+   4-dimensional subspace holding the null space of ``M`` and the 4 x 4 matrix ``S`` of the
+   remaining algebraic error. Its generalised eigenvectors (metric of the control points),
+   from the smallest eigenvalue up, are approximated by one shift-and-invert step and a
+   Cholesky QR factorisation: they only seed the starting points of step 4.
 4. The betas come from the six control-point distances, which a rigid motion preserves:
-   ``|c^cam_a - c^cam_b|^2 = |c^w_a - c^w_b|^2``. Four starting points (the paper's
-   closed form for one kernel vector and its linearised systems for two and three; for four,
-   only the products with ``beta_1`` are kept, instead of the paper's relinearisation) are
-   each polished by Gauss-Newton on these six quadratic equations over all four betas
-   (candidates that have converged stop iterating).
-5. Depth sign fixed (points in front of the camera), camera-frame points from the alphas,
-   then ``R, t`` by weighted rigid Procrustes of all points (computed from the second
-   moments of the whitened points, so its cost does not grow with N; the rotation is the
-   polar factor of the cross-covariance, by Newton's iteration); the candidate whose rigidly
-   placed control points best satisfy the linear system (smallest ``|M x|^2``, the
-   depth-weighted reprojection error) wins.
+   ``|c^cam_a - c^cam_b|^2 = |c^w_a - c^w_b|^2``. Four starting points (the paper's closed
+   form for one kernel vector and its linearised systems for two and three; for four, only
+   the products with ``beta_1`` are kept) each take two Gauss-Newton steps on the six quadratic
+   equations over all four betas (ten for N = 4), are placed rigidly and scored by the
+   algebraic error ``|M x|^2`` of their control points (the depth-weighted reprojection
+   error); the best one takes ``gauss_newton_iters`` more steps.
+5. Depth sign fixed (points in front of the camera), then ``R, t`` by weighted rigid
+   Procrustes of all points, from the second moments again: Newton-Schulz steps to the
+   rotation nearest the whitened camera displacements of the control points (an object
+   placed as its mirror image, which noise can do to a thin point set, first has its thinnest
+   axis flipped), then a Newton step on the rotation group to the Procrustes optimum.
 6. Optionally (``refine_iters > 0``) a few Gauss-Newton steps on the pose itself minimise
    the weighted reprojection error (the maximum-likelihood pose under Gaussian pixel noise).
 
-All the small linear algebra runs in float64 (the results come back in the input dtype), on
-tensors stored with the batch as the last dimension: thousands of 4 x 4 problems then cost a few
-long element-wise operations each, instead of one BLAS/LAPACK call per matrix.
+Speed: the cost of a batched solver on a CPU is the number of tensor operations, each of
+which costs microseconds however small it is, not the arithmetic. Every step here is a
+fixed, small number of operations over the whole batch: element-wise products and sums of
+small matrices stored with the batch as the last (contiguous) dimension, one batched LAPACK
+call for each linear solve, no Python loop over problems or iterations of unknown count, no
+eigen- or singular-value decomposition (iterative per matrix in LAPACK). For batches of
+ordinary size the solver runs on one CPU thread: more threads only add synchronisation to
+such short operations, and on a busy machine each of them can wait for a time slice. The
+solver has no data-dependent branch and never copies a value to the host, so a GPU can
+replay it as one CUDA graph.
+
+All the arithmetic runs in float64 (the results come back in the input dtype).
 Correspondences with a zero weight or a non-finite value are ignored. A sample that cannot be
 solved (fewer than ``min_points`` usable points, nearly collinear or planar object points,
 nearly coincident or collinear image points, a bad ``K``) gets the reference code's fallback
@@ -41,9 +53,12 @@ internally so that it never disturbs the batch or its gradients.
 """
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import torch
+
+from hfl_lite.threads import cpu_threads
 
 from .camera import project_points, transform_points
 from .rotations import axis_angle_to_matrix
@@ -51,12 +66,34 @@ from .rotations import axis_angle_to_matrix
 __all__ = ["PoseResult", "epnp", "epnp_ransac", "random_pnp_problems"]
 
 # Object points count as degenerate (collinear / planar) when their smallest principal
-# standard deviation is below this fraction of the largest; likewise image points (coincident /
-# collinear).
+# variance, estimated as det(C) / (sum of the 2 x 2 principal minors of C) (between a third of
+# it and all of it), is below this ratio squared times the total variance trace(C); image
+# points likewise (coincident / collinear), with their exact 2 x 2 eigenvalues.
 MIN_SPREAD_RATIO = 1e-3
 
-# The six pairs of control points whose distances fix the betas.
-_PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
+# Up to this many correspondences (batch x points) the solver runs on one CPU thread.
+SINGLE_THREAD_POINTS = 1 << 20
+
+# Steps of the rotation fits: Newton-Schulz steps to the nearest rotation of the camera
+# displacements of the control points (when a candidate is scored, and for the final pose),
+# then Newton steps on the rotation group to the weighted Procrustes optimum (final pose only).
+_SCORE_POLAR_STEPS = 2
+_POLAR_STEPS = 3
+_PROCRUSTES_STEPS = 1
+# Gauss-Newton steps every candidate takes before they are compared: two, enough to tell the
+# right basin from a mirror image; ten in the minimal case N = 4, whose null space is
+# four-dimensional and whose starting points are far from the solution.
+_SHARED_STEPS = 2
+_SHARED_STEPS_MINIMAL = 10
+
+# Metric of the control points over (d_0, d_1, d_2, d_3), a camera point being
+# d_0 + sum_k a_k d_k (c_0 = d_0, c_k = d_0 + d_k): |c_0|^2 + ... + |c_3|^2 = d^T P d per axis.
+_METRIC = ((4.0, 1.0, 1.0, 1.0), (1.0, 1.0, 0.0, 0.0), (1.0, 0.0, 1.0, 0.0), (1.0, 0.0, 0.0, 1.0))
+# Entries (row-major positions in a 4 x 4 matrix) whose products beta_k beta_l the linearised
+# distance equations treat as unknowns: b11, b12, b13, b14, b22, b23, b33; and the unknowns of
+# the systems for two and three kernel vectors and of the one for four (products with beta_1).
+_PRODUCTS = (0, 1, 2, 3, 5, 6, 10)
+_SYSTEMS = ((0, 1, 4), (0, 1, 2, 4, 5, 6), (0, 1, 2, 3))
 
 
 class PoseResult(NamedTuple):
@@ -102,166 +139,244 @@ def _dummy_problem(N: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
     return X, xn
 
 
-def _mm(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-    """Matrix product of stacks stored batch-last: ``A [n, m, *]``, ``B [m, k, *]`` -> ``[n, k, *]``.
+def _threads_for(device: torch.device, points: int) -> int | None:
+    """One CPU thread for problems of ordinary size (see the module docstring); None elsewhere."""
+    return 1 if device.type == "cpu" and points <= SINGLE_THREAD_POINTS else None
 
-    Small matrices with the batch as the innermost (contiguous) dimension turn every step into
-    a few long vectorised element-wise operations; batched BLAS/LAPACK calls on thousands of
-    4 x 4 matrices cost more in per-matrix overhead than in arithmetic.
+
+@functools.lru_cache(maxsize=16)
+def _constants(dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
+    """The solver's constant tensors on a device (made once per dtype and device)."""
+    def tensor(values, dt=dtype):
+        return torch.tensor(values, dtype=dt, device=device)
+
+    return {"metric": tensor(_METRIC).unsqueeze(-1), "eye3": torch.eye(3, dtype=dtype, device=device),
+            "products": tensor(_PRODUCTS, torch.long),
+            "product_scale": tensor([1.0 if i in (0, 5, 10, 15) else 2.0 for i in _PRODUCTS]).view(1, -1, 1)}
+
+
+@functools.lru_cache(maxsize=16)
+def _dummy_moments(N: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Moments (see :func:`_moments`) of :func:`_dummy_problem` with unit weights."""
+    X, xn = _dummy_problem(N, dtype, device)
+    return _moments(X.unsqueeze(0), xn.unsqueeze(0), torch.ones(1, N, dtype=dtype, device=device))
+
+
+def _moments(X: torch.Tensor, xn: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted moments of the correspondences about the weighted centroid of the points.
+
+    ``X [B, N, 3]`` (metres), ``xn [B, N, 2]`` (normalised image coordinates), ``w [B, N]``
+    (>= 0, positive sums). Returns ``M [B, 4, 15]`` and the centroid ``c0 [B, 3]``:
+    ``M[:, f, p] = sum_i w_i f_i p_i / sum_i w_i`` for ``f = (1, u, v, u^2 + v^2)`` and
+    ``p = (1, x, y, z, xx, xy, xz, yx, yy, yz, zx, zy, zz, u, v)`` (points relative to ``c0``,
+    normalised observations), all from one batched matrix product.
     """
-    return (A.unsqueeze(2) * B.unsqueeze(0)).sum(1)
+    wn = w / w.sum(1, keepdim=True)
+    c0 = (wn.unsqueeze(-1) * X).sum(1, keepdim=True)
+    Xc = X - c0
+    one = torch.ones_like(w).unsqueeze(-1)
+    p = torch.cat([one, Xc, (Xc.unsqueeze(-1) * Xc.unsqueeze(-2)).flatten(-2), xn], -1)
+    f = torch.cat([one, xn, (xn * xn).sum(-1, keepdim=True)], -1) * wn.unsqueeze(-1)
+    return torch.bmm(f.transpose(1, 2), p), c0.squeeze(1)
 
 
-def _ridge_solve(A: torch.Tensor, b: torch.Tensor, rel: float = 1e-12) -> torch.Tensor:
-    """Least-squares ``A x = b`` for ``A [m, n, B]``, ``b [m, B]`` (batch-last) through lightly
-    damped normal equations (always finite); returns ``x [n, B]``."""
-    n = A.shape[1]
-    AtA = _mm(A.transpose(0, 1), A).permute(2, 0, 1)  # [B, n, n]
-    damp = rel * AtA.diagonal(dim1=-2, dim2=-1).sum(-1).clamp_min(1e-300)
-    AtA = AtA + damp[:, None, None] * torch.eye(n, dtype=A.dtype, device=A.device)
-    Atb = (A * b.unsqueeze(1)).sum(0).T.unsqueeze(-1)  # [B, n, 1]
-    return torch.linalg.solve_ex(AtA, Atb)[0].squeeze(-1).T
+def _spread_ok(M: torch.Tensor) -> torch.Tensor:
+    """``[B]`` bool: object points neither collinear nor planar, image points neither
+    coincident nor collinear (see ``MIN_SPREAD_RATIO``), from the moments ``M [B, 4, 15]``."""
+    C = M[:, 0, 4:13].view(-1, 3, 3)
+    trace = C.diagonal(0, -2, -1).sum(-1)
+    minors = 0.5 * (trace * trace - (C * C).sum((-2, -1)))  # sum of the principal 2 x 2 minors
+    r2 = MIN_SPREAD_RATIO ** 2
+    # det / minors estimates the smallest principal variance (to a factor of 3); the test on the
+    # minors only guards that estimate against rounding, for points on a line
+    spread = (trace > 1e-20) & (minors > r2 * trace * trace) & (torch.linalg.det(C) > r2 * trace * minors)
+    mu, mv = M[:, 0, 13], M[:, 0, 14]
+    a, b, c = M[:, 1, 13] - mu * mu, M[:, 1, 14] - mu * mv, M[:, 2, 14] - mv * mv
+    half_gap = (0.25 * (a - c) ** 2 + b * b).sqrt()
+    lam_max, lam_min = 0.5 * (a + c) + half_gap, 0.5 * (a + c) - half_gap
+    return spread & (lam_max > 1e-12) & (lam_min > r2 * lam_max)
 
 
-def _initial_betas(G: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
-    """Four starting beta vectors from the Gram matrices ``G [6, 4, 4, B]`` of the kernel
-    differences and the squared distances ``rho [6, B]``; returns ``[4 (beta_k), 4 candidates, B]``.
+def _mm(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """Products of stacks of small matrices stored batch last: ``A [..., n, m, B]`` times
+    ``B [..., m, k, B]`` -> ``[..., n, k, B]`` (leading dimensions broadcast). An element-wise
+    product and a sum over the whole stack: two vectorised operations serve every problem,
+    where a batched BLAS call would pay per matrix."""
+    return (A.unsqueeze(-2) * B.unsqueeze(-4)).sum(-3)
+
+
+def _solve(A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``A^-1 b`` for stacks stored batch last (``A [..., n, n, B]``, ``b [..., n, m, B]``), by
+    one batched LAPACK solve (without the error check, so without host synchronisation)."""
+    return torch.linalg.solve_ex(A.movedim(-1, 0), b.movedim(-1, 0))[0].movedim(0, -1)
+
+
+def _kernel_basis(S: torch.Tensor, Q_scale: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+    """``[4, 4 (vector), B]``: a P-orthonormal basis ordered, approximately, like the
+    generalised eigenvectors of ``(S, P)`` from the smallest eigenvalue up: one shift-and-invert
+    step ``Y = (S + sigma P)^-1 P`` (sigma a small fraction of the scale of ``S [4, 4, B]``,
+    with a floor relative to ``Q_scale [B]`` for an ``S`` that vanishes, as with four points)
+    and a Cholesky QR factorisation in the P inner product (``Y^T P Y = L L^T``, basis
+    ``Y L^-T``), which keeps the order of the columns. ``P [4, 4, 1]``."""
+    sigma = 1e-6 * (S[0, 0] + S[1, 1] + S[2, 2] + S[3, 3]) + 1e-12 * Q_scale
+    Y = _solve(torch.addcmul(S, sigma, P), P.expand_as(S))
+    L = torch.linalg.cholesky_ex(_mm(Y.transpose(0, 1), _mm(P, Y)).movedim(-1, 0))[0]
+    return torch.linalg.solve_triangular(L, Y.movedim(-1, 0).mT, upper=False).mT.movedim(0, -1)
+
+
+def _initial_betas(G: torch.Tensor, rho: torch.Tensor, c: dict) -> torch.Tensor:
+    """Four starting beta vectors ``[4 candidates, 4 (beta_k), B]`` from the Gram matrices
+    ``G [6, 4, 4, B]`` of the kernel vectors' control-point differences and the squared
+    distances ``rho [6, B]``.
 
     The distance equations are ``beta^T G_p beta = rho_p``; the linearised systems treat the
-    products ``beta_k beta_l`` as unknowns (only those of the first 2, 3 kernel vectors, or
-    those involving beta_1 for the 4-vector case).
+    products ``beta_k beta_l`` as unknowns (those of the first 2, 3 kernel vectors, or those
+    involving beta_1 for the 4-vector case) and are solved by lightly damped normal equations.
     """
-    def column(k, l):  # coefficient of beta_k beta_l in the six equations
-        return G[:, k, l] * (1.0 if k == l else 2.0)
+    # n = 1: closed form, beta_1 = sum sqrt(rho) |dv| / sum |dv|^2
+    dv2 = G[:, 0, 0]
+    b1 = (rho * dv2).clamp_min(0).sqrt().sum(0) / dv2.sum(0).clamp_min(1e-300)
+    # coefficients of b11, b12, b13, b14, b22, b23, b33 in the six equations, then rho
+    Z = torch.cat([G.view(6, 16, -1)[:, c["products"]] * c["product_scale"], rho.unsqueeze(1)], 1).movedim(-1, 0)
+    gram = Z.mT @ Z  # [B, 8, 8]: the normal equations of every system
+    solutions = []
+    for idx in _SYSTEMS:
+        AtA = gram[:, idx][:, :, idx]
+        AtA.diagonal(0, -2, -1).mul_(1 + 1e-10)  # light damping
+        solutions.append(torch.linalg.solve_ex(AtA, gram[:, idx, 7:])[0].squeeze(-1).T)
+    s2, s3, s4 = solutions
 
     def root(v):
         return v.abs().sqrt()
 
-    def sign(v):
-        return torch.where(v < 0, -1.0, 1.0).to(v)
-
-    # n = 1: closed form, beta_1 = sum sqrt(rho) |dv| / sum |dv|^2
-    dv2 = G[:, 0, 0].clamp_min(0)
-    b1 = (rho.clamp_min(0) * dv2).sqrt().sum(0) / dv2.sum(0).clamp_min(1e-300)
     z = torch.zeros_like(b1)
-    # n = 2: unknowns (b11, b12, b22)
-    s2 = _ridge_solve(torch.stack([column(0, 0), column(0, 1), column(1, 1)], 1), rho)
-    # n = 3: unknowns (b11, b12, b13, b22, b23, b33): six equations, six unknowns
-    s3 = _ridge_solve(torch.stack([column(k, l) for k, l in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))], 1), rho)
-    # n = 4: unknowns (b11, b12, b13, b14), then beta_k = b1k / beta_1
-    s4 = _ridge_solve(torch.stack([column(0, 0), column(0, 1), column(0, 2), column(0, 3)], 1), rho)
     b4 = root(s4[0])
     return torch.stack([
         torch.stack([b1, z, z, z]),
-        torch.stack([root(s2[0]), root(s2[2]) * sign(s2[1]), z, z]),
-        torch.stack([root(s3[0]), root(s3[3]) * sign(s3[1]), root(s3[5]) * sign(s3[2]), z]),
+        torch.stack([root(s2[0]), root(s2[2]).copysign(s2[1]), z, z]),
+        torch.stack([root(s3[0]), root(s3[3]).copysign(s3[1]), root(s3[5]).copysign(s3[2]), z]),
         torch.cat([b4.unsqueeze(0), s4[1:] / b4.clamp_min(1e-300)]),
-    ], 1)
-
-
-# Gauss-Newton steps after which converged candidates leave the batch.
-_GN_PRUNE = (2, 5)
-# The ten distinct entries (i <= j) of a symmetric 4 x 4 matrix, row by row.
-_TRIU = tuple((i, j) for i in range(4) for j in range(i, 4))
-
-
-def _spd4_solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Solve ``A x = b`` for symmetric positive definite 4 x 4 ``A`` given by its ten distinct
-    entries ``a [10, *]`` (order of ``_TRIU``) and ``b [4, *]`` (batch-last), by an unrolled
-    LDL^T factorisation (no pivoting, stable for such matrices); returns ``x [4, *]``."""
-    a00, a01, a02, a03, a11, a12, a13, a22, a23, a33 = a.unbind(0)
-    b0, b1, b2, b3 = b.unbind(0)
-    l10, l20, l30 = a01 / a00, a02 / a00, a03 / a00
-    d1 = a11 - l10 * a01
-    m21, m31 = a12 - l20 * a01, a13 - l30 * a01
-    l21, l31 = m21 / d1, m31 / d1
-    d2 = a22 - l20 * a02 - l21 * m21
-    m32 = a23 - l30 * a02 - l31 * m21
-    l32 = m32 / d2
-    d3 = a33 - l30 * a03 - l31 * m31 - l32 * m32
-    y1 = b1 - l10 * b0
-    y2 = b2 - l20 * b0 - l21 * y1
-    x3 = (b3 - l30 * b0 - l31 * y1 - l32 * y2) / d3
-    x2 = y2 / d2 - l32 * x3
-    x1 = y1 / d1 - l21 * x2 - l31 * x3
-    x0 = b0 / a00 - l10 * x1 - l20 * x2 - l30 * x3
-    return torch.stack([x0, x1, x2, x3])
+    ])
 
 
 def _gauss_newton_betas(beta: torch.Tensor, G: torch.Tensor, rho: torch.Tensor, iters: int) -> torch.Tensor:
-    """Refine ``beta [4, C, B]`` so that ``beta^T G_p beta = rho_p`` (``G [6, 4, 4, B]``,
-    ``rho [6, B]``) in the least-squares sense, by up to ``iters`` damped Gauss-Newton steps.
-
-    Candidates whose step changed beta by less than 1e-10 (relative) have converged (the
-    convergence is quadratic where the equations can be met) and leave the batch, so that the
-    later steps only work on the slow ones.
-    """
-    C, B = beta.shape[1:]
-    M = C * B
-    dev = beta.device
-    beta = beta.reshape(4, M)
-    # G_p beta = sum_l G[:, :, l] beta_l: the four [24, M] slices G[:, :, l], one per candidate
-    G = G.permute(2, 0, 1, 3).reshape(4, 24, 1, B).expand(4, 24, C, B).reshape(4, 24, M)
-    rho = rho.unsqueeze(1).expand(6, C, B).reshape(6, M)
-    iu, ju = (torch.tensor(ix, device=dev) for ix in zip(*_TRIU))
-    diag = torch.tensor([float(i == j) for i, j in _TRIU], dtype=beta.dtype, device=dev).unsqueeze(-1)
-    done, active = [], torch.arange(M, device=dev)  # converged (indices, values); indices still iterating
-    for it in range(iters):
-        Gb = G[0] * beta[0]
-        for l in range(1, 4):
-            Gb = torch.addcmul(Gb, G[l], beta[l])
-        Gb = Gb.view(6, 4, -1)  # G_p beta; the Jacobian of the residuals is 2 G_p beta
-        r = (Gb * beta).sum(1) - rho  # [6, M]
-        JtJ = (Gb.index_select(1, iu) * Gb.index_select(1, ju)).sum(0)  # [10, M], a quarter of J^T J
-        JtJ = JtJ + 1e-10 * (JtJ * diag).sum(0).clamp_min(1e-300) * diag
-        step = 0.5 * _spd4_solve(JtJ, (Gb * r.unsqueeze(1)).sum(0))
-        beta = beta - step
-        if it in _GN_PRUNE and it < iters - 1:  # drop the converged candidates
-            moving = step.abs().amax(0) > 1e-10 * beta.abs().amax(0)
-            if not bool(moving.all()):
-                keep, drop = moving.nonzero().squeeze(1), (~moving).nonzero().squeeze(1)
-                done.append((active[drop], beta[:, drop]))
-                active, beta, rho, G = active[keep], beta[:, keep], rho[:, keep], G.index_select(-1, keep)
-    if done:
-        done.append((active, beta))
-        idx, values = (torch.cat(parts, -1) for parts in zip(*done))
-        beta = values[:, torch.argsort(idx)]
-    return beta.reshape(4, C, B)
-
-
-def _nearest_rotation(A: torch.Tensor, iters: int = 6) -> torch.Tensor:
-    """The rotation ``R [3, 3, *]`` (det +1) maximising ``trace(R^T A)`` for ``A [3, 3, *]``
-    (batch-last).
-
-    For ``det A > 0`` this is the orthogonal polar factor of ``A``, found by Newton's iteration
-    ``X <- (z X + X^-T / z) / 2`` with determinant scaling ``z = |det X|^(-1/3)`` (Higham 1986;
-    quadratic convergence, a few element-wise operations per step, the inverse-transpose from
-    the cofactors). The matrices it leaves unconverged, nearly singular or with ``det A <= 0``
-    go to the SVD solution ``U diag(1, 1, det(U V^T)) V^T``.
-    """
-    def cofactors(X):  # columns x1 x x2, x2 x x0, x0 x x1, i.e. det(X) X^-T; and det(X)
-        cof = torch.linalg.cross(X.roll(-1, 1), X.roll(1, 1), dim=0)
-        return cof, (X[:, 0] * cof[:, 0]).sum(0)
-
-    eye = torch.eye(3, dtype=A.dtype, device=A.device).view(3, 3, *([1] * (A.dim() - 2)))
-    _, det_A = cofactors(A)
-    scale = A.abs().amax((0, 1))
-    newton = torch.isfinite(det_A) & (det_A > 1e-12 * scale ** 3)
-    X = torch.where(newton, A, eye)
+    """Refine ``beta [C, 4, B]`` so that ``beta^T G_p beta = rho_p`` (``G [6, 4, 4, B]``,
+    ``rho [6, B]``) in the least-squares sense, by ``iters`` lightly damped Gauss-Newton steps
+    (each candidate on its own)."""
     for _ in range(iters):
-        cof, det = cofactors(X)
-        z = det.pow(-1.0 / 3.0)
-        X = 0.5 * (z * X + cof / (z * det))
-    residual = (_mm(X.transpose(0, 1), X) - eye).abs().amax((0, 1))
-    rest = ~(newton & (residual < 1e-10))
-    if bool(rest.any()):
-        U, _, Vh = torch.linalg.svd(A[:, :, rest].permute(2, 0, 1))
-        d = torch.sign(torch.linalg.det(U @ Vh))
-        d = torch.where(d == 0, torch.ones_like(d), d)
-        fix = torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1).unsqueeze(-1)
-        X = X.clone()
-        X[:, :, rest] = (U @ (Vh * fix)).permute(1, 2, 0)
+        g = (G * beta[:, None, None]).sum(-2)  # [C, 6, 4, B]: G_p beta, half the Jacobian
+        r = (g * beta.unsqueeze(1)).sum(2) - rho  # [C, 6, B]
+        JtJ = (g.unsqueeze(3) * g.unsqueeze(2)).sum(1)  # [C, 4, 4, B], a quarter of J^T J
+        JtJ.diagonal(0, 1, 2).mul_(1 + 1e-10)  # light damping
+        beta = beta - 0.5 * _solve(JtJ, (g * r.unsqueeze(2)).sum(1).unsqueeze(2)).squeeze(2)
+    return beta
+
+
+def _nearest_rotation(X: torch.Tensor, steps: int) -> torch.Tensor:
+    """The orthogonal polar factor of ``X [..., 3, 3, B]`` (batch last; ``X`` close to a
+    multiple of an orthogonal matrix) by ``steps`` Newton-Schulz iterations
+    ``X <- X (3 I - X^T X) / 2`` (products only), after scaling ``X`` to a Frobenius norm of
+    sqrt(3), which keeps every singular value below sqrt(3), where the iteration converges."""
+    X = X * (3.0 / (X * X).sum((-3, -2), keepdim=True).clamp_min(1e-300)).sqrt()
+    for _ in range(steps):
+        X = torch.add(1.5 * X, _mm(X, _mm(X.transpose(-3, -2), X)), alpha=-0.5)
     return X
+
+
+def _unreflect(X: torch.Tensor, C_inv: torch.Tensor) -> torch.Tensor:
+    """``X [..., 3, 3, B]`` (the whitened camera displacements of the control points, close to
+    orthogonal) with the object's thinnest principal axis ``n`` flipped (``X (I - 2 n n^T)``)
+    where ``det X < 0``: a point set placed as its mirror image is mirrored across that axis,
+    along which noise flips a thin set most easily. ``n`` is the dominant column of ``C^-4``
+    (``C_inv [3, 3, B]``, the inverse covariance)."""
+    P = _mm(C_inv, C_inv)
+    P = _mm(P, P)
+    pick = torch.stack([P[0, 0], P[1, 1], P[2, 2]]).argmax(0)
+    n = P.gather(1, pick.view(1, 1, -1).expand(3, 1, -1))  # [3, 1, B]
+    n = n * (n * n).sum(0).clamp_min(1e-300).rsqrt()
+    x0, x1, x2 = X.unbind(-2)
+    det = (x0 * torch.linalg.cross(x1, x2, dim=-2)).sum(-2, keepdim=True).unsqueeze(-2)
+    return torch.where(det < 0, X - 2 * _mm(_mm(X, n), n.transpose(0, 1)), X)
+
+
+def _procrustes_steps(R: torch.Tensor, A: torch.Tensor, steps: int) -> torch.Tensor:
+    """Newton steps on the rotation group towards the rotation maximising ``trace(R^T A)``
+    (``R [3, 3, B]`` a rotation near it, ``A [3, 3, B]``, batch last).
+
+    With ``R <- C R`` and ``M = A R^T``, ``trace(R^T A) = trace(C^T M)`` is, for ``C`` the
+    rotation by ``w``, to second order ``trace(M) + w . m - w^T H w / 2`` with ``m`` the axial
+    vector of ``M - M^T`` and ``H = trace(M) I - (M + M^T) / 2``: the step is ``w = H^-1 m``,
+    applied as the Cayley rotation ``C = (I - W/2)^-1 (I + W/2)`` (``W = [w]_x``, equal to the
+    rotation by ``w`` to second order), which keeps ``R`` orthogonal.
+    """
+    eye = torch.eye(3, dtype=R.dtype, device=R.device).unsqueeze(-1)
+    for _ in range(steps):
+        M = _mm(A, R.transpose(0, 1))
+        m = torch.stack([M[2, 1] - M[1, 2], M[0, 2] - M[2, 0], M[1, 0] - M[0, 1]]).unsqueeze(1)
+        H = torch.addcmul(-0.5 * (M + M.transpose(0, 1)), M[0, 0] + M[1, 1] + M[2, 2], eye)
+        w0, w1, w2 = 0.5 * _solve(H, m).squeeze(1)  # half the step: the Cayley argument
+        z = torch.zeros_like(w0)
+        W = torch.stack([z, -w2, w1, w2, z, -w0, -w1, w0, z]).view(3, 3, -1)
+        R = _solve(eye - W, _mm(eye + W, R))
+    return R
+
+
+def _place(d: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """Camera-frame control geometry of candidates ``beta [C, 4, B]``: ``d [3, 4, 4, B]``
+    (axis, control point, kernel vector) holds the kernel vectors' centroid (index 0) and
+    control-point displacements. Returns ``[C, 3, 4, B]`` with the centroid (index 0) flipped
+    in front of the camera."""
+    cc = _mm(d, beta[:, None, :, None])[..., 0, :]
+    return cc * cc[:, 2:3, :1].sign()
+
+
+def _pose(Mt: torch.Tensor, c0: torch.Tensor, gn_iters: int, shared_iters: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """EPnP on clean, well-posed problems from their moments ``Mt [4, 15, B]`` (rows ``f``,
+    batch last; see :func:`_moments`) and centroids ``c0 [3, B]``, with no data-dependent
+    branch. Returns ``R [3, 3, B]`` and ``t [3, B]``."""
+    c = _constants(Mt.dtype, Mt.device)
+    B = Mt.shape[-1]
+    # control points c_0 + L e_k, L the Cholesky factor of the covariance: in the whitened
+    # coordinates a = L^-1 (x - c_0) the weighted second moment is the identity
+    L = torch.linalg.cholesky_ex(Mt[0, 4:13].view(3, 3, B).movedim(-1, 0))[0]
+    L_inv = torch.linalg.solve_triangular(L, c["eye3"].expand(B, 3, 3), upper=False)
+    L, L_inv = L.movedim(0, -1), L_inv.movedim(0, -1)
+    # moments of h = (1, a) for f = u, v, u^2 + v^2
+    m1 = _mm(L_inv, Mt[1:, 1:4].unsqueeze(2))  # [3 f, 3, 1, B]
+    m2 = _mm(_mm(L_inv, Mt[1:, 4:13].view(3, 3, 3, B)), L_inv.transpose(0, 1))
+    Q = torch.cat([torch.cat([Mt[1:, :1].unsqueeze(1), m1.transpose(1, 2)], 2), torch.cat([m1, m2], 2)], 1)
+    # |M x|^2 over d (c_0 = d_0, c_k = d_0 + d_k; alpha^T c = h^T d) is
+    # |d_x - Qu d_z|^2 + |d_y - Qv d_z|^2 + d_z^T S d_z with S = Quv - Qu^2 - Qv^2: for given
+    # d_z the best d_x = Qu d_z, d_y = Qv d_z leave d_z^T S d_z.
+    Qxy = Q[:2]
+    S = Q[2] - _mm(Qxy, Qxy).sum(0)
+    dz = _kernel_basis(S, Q[2, 0, 0], c["metric"])  # [4 (h), 4 (kernel), B]
+    d = torch.cat([_mm(Qxy, dz), dz.unsqueeze(0)])  # [3 xyz, 4 h, 4 kernel, B]
+    # the six control-point differences c_a - c_b (d_1, d_2, d_3, d_1 - d_2, d_1 - d_3, d_2 - d_3)
+    # over the kernel and their Gram matrices; the same differences in the world (columns of L)
+    dv = torch.cat([d[:, 1:], d[:, (1, 1, 2), ] - d[:, (2, 3, 3), ]], 1)  # [3, 6, 4, B]
+    G = (dv.unsqueeze(3) * dv.unsqueeze(2)).sum(0)  # [6, 4, 4, B]
+    dw = torch.cat([L, L[:, (0, 0, 1), ] - L[:, (1, 2, 2), ]], 1)
+    rho = (dw * dw).sum(0)  # [6, B]
+    beta = _gauss_newton_betas(_initial_betas(G, rho, c), G, rho, shared_iters)  # [C, 4, B]
+    # Score the candidates placed rigidly (the nearest rotation of their whitened displacements:
+    # close enough to rank them) by the algebraic error of their control points; polish the best.
+    cc = _place(d, beta)  # [C, 3, 4, B]
+    C_inv = _mm(L_inv.transpose(0, 1), L_inv)
+    R = _nearest_rotation(_unreflect(_mm(cc[:, :, 1:], L_inv), C_inv), _SCORE_POLAR_STEPS)
+    xh = torch.cat([cc[:, :, :1], _mm(R, L)], 2)  # rigid control geometry [C, 3, 4, B]
+    z = xh[:, 2].unsqueeze(-2)  # [C, 4, 1, B]
+    e = xh[:, :2].unsqueeze(-2) - _mm(Qxy, z.unsqueeze(1))  # [C, 2, 4, 1, B]
+    err = (e * e).sum((1, 2, 3)) + (z * _mm(S, z)).sum((1, 2))  # [C, B]
+    best = torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf"))).T.argmin(1)
+    beta = _gauss_newton_betas(beta.gather(0, best.view(1, 1, -1).expand(1, 4, -1)), G, rho, gn_iters)
+    # weighted Procrustes of all points: their cross-covariance is D L^T, D the camera
+    # displacements of the control points
+    cc = _place(d, beta)[0]  # [3, 4, B]
+    D = cc[:, 1:]
+    R = _nearest_rotation(_unreflect(_mm(D, L_inv), C_inv), _POLAR_STEPS)
+    R = _procrustes_steps(R, _mm(D, L.transpose(0, 1)), _PROCRUSTES_STEPS)
+    return R, cc[:, 0] - (R * c0.unsqueeze(0)).sum(1)
 
 
 def _refine_pose(R, t, X, xn, w, iters):
@@ -294,94 +409,8 @@ def _refine_pose(R, t, X, xn, w, iters):
     return R, t
 
 
-# Metric of the control points in the basis d of the whitened coordinates: a camera point is
-# sum_j alpha_j c_j = d_0 + sum_k a_k d_k with c_0 = d_0, c_k = d_0 + d_k, so that
-# |c_0|^2 + ... + |c_3|^2 = d^T P d (per axis).
-_METRIC = ((4.0, 1.0, 1.0, 1.0), (1.0, 1.0, 0.0, 0.0), (1.0, 0.0, 1.0, 0.0), (1.0, 0.0, 0.0, 1.0))
-# Position in _TRIU of each entry of a symmetric 4 x 4 matrix.
-_FROM_TRIU = tuple(_TRIU.index((min(i, j), max(i, j))) for i in range(4) for j in range(4))
-
-
-
-def _place(ctrl, beta, Lw, c0, Q, S):
-    """Rigid poses ``R [3,3,C,B], t [3,C,B]`` and algebraic errors ``[C,B]`` of the candidates."""
-    cc = (ctrl.unsqueeze(3) * beta).sum(2)  # [3 xyz, 4 control point, C, B] camera frame
-    # Points in front of the camera: the weighted mean of the camera points is c_0 (the
-    # alphas average to (1, 0, 0, 0)); flip the candidates whose c_0 lies behind.
-    cc = cc * torch.where(cc[2, 0] < 0, -1.0, 1.0).to(cc)
-    # Rigid Procrustes of all points X -> (their camera estimates): with whitened coordinates
-    # the weighted cross-covariance is sum_k (c_k - c_0)(c^w_k - c^w_0)^T.
-    cross = ((cc[:, 1:] - cc[:, :1]).unsqueeze(1) * Lw[None, :, :, None]).sum(2)  # [3, 3, C, B]
-    Rc = _nearest_rotation(cross)
-    tc = cc[:, 0] - (Rc * c0.T[None, :, None]).sum(1)  # [3, C, B]
-    # The algebraic error |M x|^2 (weighted) of the rigidly placed control points,
-    # x = (d_x, d_y, d_z) with d_0 = c_0 and d_k = R (c^w_k - c^w_0).
-    xh = torch.cat([cc[:, :1], (Rc.unsqueeze(2) * Lw[None, :, :, None]).sum(1)], 1)  # [3 xyz, 4 h, C, B]
-    z = xh[2]
-    res = xh[:2] - (Q[:2, :, :, None] * z).sum(2)
-    err = (res * res).sum((0, 1)) + (z * (S.unsqueeze(2) * z).sum(1)).sum(0)  # [C, B]
-    return Rc, tc, torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf")))
-
-
-def _epnp_core(X, xn, wn, c0, lam, V, gn_iters: int, refine_iters: int):
-    """EPnP on clean, well-posed problems (float64). ``X [B,N,3]``; normalised observations
-    ``xn [B,N,2]`` (``K^-1`` applied); weights ``wn [B,N]`` >= 0 summing to one; weighted
-    centroid ``c0 [B,3]``, principal variances ``lam [B,3]`` and directions ``V [B,3,3]`` of
-    the points. Returns ``R [B,3,3], t [B,3]``. Works batch-last inside (see :func:`_mm`)."""
-    B, N = X.shape[:2]
-    dt, dev = X.dtype, X.device
-    sd = lam.clamp_min(1e-300).sqrt()
-    Lw = (V * sd.unsqueeze(-2)).permute(1, 2, 0).contiguous()  # [3 xyz, 3 k, B]: control points c_k - c_0
-    Xs = (X - c0.unsqueeze(-2)).permute(2, 1, 0).contiguous()  # [3, N, B]
-    a = (Xs.unsqueeze(1) * (V / sd.unsqueeze(-2)).permute(1, 2, 0).unsqueeze(2)).sum(0)  # [3, N, B] whitened
-    h = torch.cat([torch.ones_like(a[:1]), a])  # [4, N, B]: (1, a), weighted mean (1, 0, 0, 0), second moment I
-
-    # M^T W M of the linear system M x = 0 (two rows per point: the u-row [alpha, 0, -u alpha],
-    # the v-row [0, alpha, -v alpha] over the x, y, z coordinates of the control points),
-    # written over d (c_0 = d_0, c_k = d_0 + d_k; alpha^T c = h^T d):
-    # [[I, 0, -Qu], [0, I, -Qv], [-Qu, -Qv, Quv]] with Q_f = sum_i w_i f_i h_i h_i^T.
-    u, v = xn.permute(2, 1, 0)
-    w = wn.T
-    f = torch.stack([w * u, w * v, w * (u * u + v * v)])  # [3, N, B]
-    iu, ju = (torch.tensor(ix, device=dev) for ix in zip(*_TRIU))
-    Q = (f.unsqueeze(1) * (h[iu] * h[ju]).unsqueeze(0)).sum(2)  # [3, 10, B]
-    Q = Q[:, torch.tensor(_FROM_TRIU, device=dev)].view(3, 4, 4, B)
-    Qu, Qv, Quv = Q.unbind(0)
-    # For given z-coordinates d_z the x, y ones that minimise |M x|^2 are d_x = Qu d_z,
-    # d_y = Qv d_z, leaving d_z^T S d_z with S = Quv - Qu^2 - Qv^2. This 4-dimensional
-    # subspace holds the null space of M (exactly for noise-free data); its Rayleigh-Ritz
-    # vectors, the generalised eigenvectors of (S, Nm) with Nm the metric of the full
-    # 12-vector, stand in for the four smallest eigenvectors of the 12 x 12 M^T W M.
-    P = torch.tensor(_METRIC, dtype=dt, device=dev).unsqueeze(-1)
-    Qs = torch.stack([Qu, Qv], -1)  # [4, 4, B, 2]
-    S = Quv - _mm(Qs, Qs).sum(-1)
-    Nm = P + _mm(Qs, _mm(P.unsqueeze(-1), Qs)).sum(-1)
-    Lm = torch.linalg.cholesky(Nm.permute(2, 0, 1))
-    Sb = S.permute(2, 0, 1)
-    E = torch.linalg.solve_triangular(Lm, torch.linalg.solve_triangular(Lm, Sb, upper=False).mT, upper=False)
-    _, Y = torch.linalg.eigh(0.5 * (E + E.transpose(-1, -2)))
-    dz = torch.linalg.solve_triangular(Lm.transpose(-1, -2), Y, upper=True).permute(1, 2, 0)  # [4 (h), 4 (kernel), B]
-    d = torch.stack([_mm(Qu, dz), _mm(Qv, dz), dz])  # [3 xyz, 4 h, 4 kernel, B]
-    ctrl = torch.cat([d[:, :1], d[:, 1:] + d[:, :1]], 1)  # [3 xyz, 4 control point, 4 kernel, B]
-
-    ia, ib = (torch.tensor(ix, device=dev) for ix in zip(*_PAIRS))
-    dv = ctrl[:, ia] - ctrl[:, ib]  # [3, 6, 4, B]
-    G = (dv.unsqueeze(3) * dv.unsqueeze(2)).sum(0)  # [6, 4, 4, B]
-    cw = torch.cat([torch.zeros_like(Lw[:, :1]), Lw], 1)  # [3, 4, B] world control points - c0
-    dw = cw[:, ia] - cw[:, ib]
-    rho = (dw * dw).sum(0)  # [6, B] squared control-point distances
-    beta = _gauss_newton_betas(_initial_betas(G, rho), G, rho, gn_iters)  # [4, C, B]
-    Rc, tc, err = _place(ctrl, beta, Lw, c0, Q, S)
-    best = err.argmin(0)  # the candidate with the smallest algebraic error
-    R = Rc.gather(2, best.view(1, 1, 1, B).expand(3, 3, 1, B)).squeeze(2).permute(2, 0, 1)
-    t = tc.gather(1, best.view(1, 1, B).expand(3, 1, B)).squeeze(1).T
-    if refine_iters > 0:
-        R, t = _refine_pose(R, t, X, xn, wn, refine_iters)
-    return R, t
-
-
 def epnp(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tensor, weights: torch.Tensor | None = None,
-         *, return_valid: bool = False, min_points: int = 4, gauss_newton_iters: int = 10, refine_iters: int = 0):
+         *, return_valid: bool = False, min_points: int = 4, gauss_newton_iters: int = 3, refine_iters: int = 0):
     """Batched EPnP: object pose from 2D-3D correspondences (see the module docstring).
 
     Args:
@@ -392,8 +421,8 @@ def epnp(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tensor, weig
             negative values count as 0). Weighted means, covariances and equations use them.
         return_valid: also return the per-sample validity (a :class:`PoseResult`).
         min_points: a sample needs at least this many usable correspondences (at least 4).
-        gauss_newton_iters: Gauss-Newton steps on the betas (the paper's refinement; OpenCV
-            takes 5, which suffices from 5 points up; 4 points need about 10).
+        gauss_newton_iters: Gauss-Newton steps on the betas of the chosen candidate (the
+            paper's refinement; OpenCV takes 5, from a less accurate start).
         refine_iters: extra Gauss-Newton steps on the pose over the reprojection error
             (0 = plain EPnP as in the paper and OpenCV's ``SOLVEPNP_EPNP``).
 
@@ -412,64 +441,48 @@ def epnp(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tensor, weig
         R, t = _fallback(B, out_dtype, device)
         valid = torch.zeros(B, dtype=torch.bool, device=device)
         return PoseResult(R, t, valid) if return_valid else (R, t)
-    wd = _work_dtype(device)
-    X = points_3d.to(wd)
-    x = points_2d.to(wd)
-    Kd = K.to(wd)
-    w = torch.ones(B, N, dtype=wd, device=device) if weights is None else weights.to(wd)
-
-    # usable correspondences
-    usable = torch.isfinite(X).all(-1) & torch.isfinite(x).all(-1) & torch.isfinite(w) & (w > 0)
-    w = torch.where(usable, w, torch.zeros_like(w))
-    X = torch.where(usable.unsqueeze(-1), X, torch.zeros_like(X))
-    x = torch.where(usable.unsqueeze(-1), x, torch.zeros_like(x))
-    # a usable camera: finite, upper triangular, non-zero focal lengths
-    k_ok = torch.isfinite(Kd).all(-1).all(-1)
-    Kd = torch.where(k_ok[:, None, None], Kd, torch.eye(3, dtype=wd, device=device))
-    Kd = Kd / torch.where(Kd[:, 2:3, 2:3] == 0, torch.ones_like(Kd[:, 2:3, 2:3]), Kd[:, 2:3, 2:3])
-    fx, s, cx, fy, cy = Kd[:, 0, 0], Kd[:, 0, 1], Kd[:, 0, 2], Kd[:, 1, 1], Kd[:, 1, 2]
-    k_ok = k_ok & (fx.abs() > 1e-12) & (fy.abs() > 1e-12) & (Kd[:, 1, 0] == 0) & (Kd[:, 2, 0] == 0) & (Kd[:, 2, 1] == 0)
-    fx = torch.where(k_ok, fx, torch.ones_like(fx)).unsqueeze(-1)
-    fy = torch.where(k_ok, fy, torch.ones_like(fy)).unsqueeze(-1)
-    vn = (x[..., 1] - cy.unsqueeze(-1)) / fy
-    un = (x[..., 0] - cx.unsqueeze(-1) - s.unsqueeze(-1) * vn) / fx
-    xn = torch.stack([un, vn], -1)
-
-    # spread of the object points (collinear / planar / coincident sets are unsolvable)
-    wn = w / w.sum(-1, keepdim=True).clamp_min(1e-300)
-    c0 = (wn.unsqueeze(-1) * X).sum(-2)
-    A = X - c0.unsqueeze(-2)
-    lam, V = torch.linalg.eigh((wn.unsqueeze(-1) * A).transpose(-1, -2) @ A)
-    spread_ok = (lam[:, 2] > 1e-20) & (lam[:, 0] > (MIN_SPREAD_RATIO ** 2) * lam[:, 2])
-    # ... and of the observations: coincident or collinear image points cannot come from a
-    # non-planar object in front of the camera (a collapsed set of votes, for instance)
-    d2 = xn - (wn.unsqueeze(-1) * xn).sum(-2, keepdim=True)
-    a, b, c = ((wn * d2[..., 0] * d2[..., 0]).sum(-1), (wn * d2[..., 0] * d2[..., 1]).sum(-1),
-               (wn * d2[..., 1] * d2[..., 1]).sum(-1))
-    half_gap = (((a - c) / 2) ** 2 + b * b).sqrt()
-    lam2_max, lam2_min = (a + c) / 2 + half_gap, (a + c) / 2 - half_gap
-    spread_ok = spread_ok & (lam2_max > 1e-12) & (lam2_min > (MIN_SPREAD_RATIO ** 2) * lam2_max)
-    ok = k_ok & (usable.sum(-1) >= min_points) & spread_ok
-
-    # unsolvable samples become a harmless dummy problem, replaced by the fallback afterwards
-    if not bool(ok.all()):
-        DX, Dx = _dummy_problem(N, wd, device)
-        Dc0 = DX.mean(0)
-        Dlam, DV = torch.linalg.eigh((DX - Dc0).T @ (DX - Dc0) / N)
-        okb = ok[:, None, None]
-        X = torch.where(okb, X, DX)
-        xn = torch.where(okb, xn, Dx)
-        wn = torch.where(ok[:, None], wn, torch.full_like(wn, 1.0 / N))
-        c0 = torch.where(ok[:, None], c0, Dc0)
-        lam = torch.where(ok[:, None], lam, Dlam)
-        V = torch.where(okb, V, DV)
-    R, t = _epnp_core(X, xn, wn, c0, lam, V, gauss_newton_iters, refine_iters)
-
-    ok = ok & torch.isfinite(R).all(-1).all(-1) & torch.isfinite(t).all(-1)
-    R_fb, t_fb = _fallback(B, wd, device)
-    R = torch.where(ok[:, None, None], R, R_fb).to(out_dtype)
-    t = torch.where(ok[:, None], t, t_fb).to(out_dtype)
+    with cpu_threads(_threads_for(device, B * N)):
+        R, t, ok = _epnp(points_3d, points_2d, K, weights, min_points, gauss_newton_iters, refine_iters)
+    R, t = R.to(out_dtype), t.to(out_dtype)
     return PoseResult(R, t, ok) if return_valid else (R, t)
+
+
+def _epnp(points_3d, points_2d, K, weights, min_points, gauss_newton_iters, refine_iters):
+    """:func:`epnp` after the argument checks: ``(R [B, 3, 3], t [B, 3], valid [B])`` in the
+    work dtype, with no data-dependent branch (a CUDA graph can hold it)."""
+    device = points_3d.device
+    B, N = points_3d.shape[:2]
+    wd = _work_dtype(device)
+    w = torch.ones(B, N, 1, dtype=wd, device=device) if weights is None else weights.to(wd).unsqueeze(-1)
+    data = torch.cat([points_3d.to(wd), points_2d.to(wd), w], -1)  # [B, N, 6]
+    # usable correspondences: finite, positive weight; the others are zeroed
+    usable = torch.isfinite(data).all(-1) & (data[..., 5] > 0)
+    data = torch.where(usable.unsqueeze(-1), data, torch.zeros_like(data))
+    X, x, w = data[..., :3], data[..., 3:5], data[..., 5]
+    # a usable camera: finite, upper triangular, non-zero focal lengths; normalised observations
+    Kd = K.to(wd)
+    k_ok = torch.isfinite(Kd).all((-2, -1)) & (Kd[:, 0, 0].abs() > 1e-12) & (Kd[:, 1, 1].abs() > 1e-12) \
+        & (Kd[:, 1, 0] == 0) & (Kd[:, 2, :2] == 0).all(-1) & (Kd[:, 2, 2] != 0)
+    Kd = torch.where(k_ok[:, None, None], Kd, _constants(wd, device)["eye3"])
+    xn = (x - Kd[:, None, :2, 2] / Kd[:, None, 2:, 2]) @ torch.linalg.inv_ex(Kd[:, :2, :2] / Kd[:, 2:, 2:])[0].mT
+    n_usable = usable.sum(-1)
+    # a sample without usable points still needs a positive weight sum (it is replaced below)
+    w = torch.where((n_usable > 0).unsqueeze(-1), w, torch.ones_like(w))
+    M, c0 = _moments(X, xn, w)
+    ok = k_ok & (n_usable >= min_points) & _spread_ok(M)
+    # unsolvable samples become a harmless dummy problem, replaced by the fallback afterwards
+    DM, Dc0 = _dummy_moments(N, wd, device)
+    M = torch.where(ok[:, None, None], M, DM)
+    c0 = torch.where(ok[:, None], c0, Dc0)
+    R, t = _pose(M.permute(1, 2, 0).contiguous(), c0.T, gauss_newton_iters, _SHARED_STEPS_MINIMAL if N == 4 else _SHARED_STEPS)
+    R, t = R.permute(2, 0, 1), t.T
+    if refine_iters > 0:
+        DX, Dx = _dummy_problem(N, wd, device)
+        R, t = _refine_pose(R, t, torch.where(ok[:, None, None], X, DX), torch.where(ok[:, None, None], xn, Dx),
+                            torch.where(ok[:, None], w / w.sum(-1, keepdim=True), 1.0 / N), refine_iters)
+    ok = ok & torch.isfinite(R).all((-2, -1)) & torch.isfinite(t).all(-1)
+    R_fb, t_fb = _fallback(B, wd, device)
+    return torch.where(ok[:, None, None], R, R_fb), torch.where(ok[:, None], t, t_fb), ok
 
 
 def epnp_ransac(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tensor, weights: torch.Tensor | None = None,
