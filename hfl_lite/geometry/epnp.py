@@ -159,39 +159,42 @@ def _constants(dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tens
 def _dummy_moments(N: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Moments (see :func:`_moments`) of :func:`_dummy_problem` with unit weights."""
     X, xn = _dummy_problem(N, dtype, device)
-    return _moments(X.unsqueeze(0), xn.unsqueeze(0), torch.ones(1, N, dtype=dtype, device=device))
+    return _moments(X.T.unsqueeze(1), xn.T.unsqueeze(1), torch.ones(1, N, dtype=dtype, device=device))
 
 
 def _moments(X: torch.Tensor, xn: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Weighted moments of the correspondences about the weighted centroid of the points.
 
-    ``X [B, N, 3]`` (metres), ``xn [B, N, 2]`` (normalised image coordinates), ``w [B, N]``
-    (>= 0, positive sums). Returns ``M [B, 4, 15]`` and the centroid ``c0 [B, 3]``:
-    ``M[:, f, p] = sum_i w_i f_i p_i / sum_i w_i`` for ``f = (1, u, v, u^2 + v^2)`` and
-    ``p = (1, x, y, z, xx, xy, xz, yx, yy, yz, zx, zy, zz, u, v)`` (points relative to ``c0``,
-    normalised observations), all from one batched matrix product.
+    ``X [3, B, N]`` (metres), ``xn [2, B, N]`` (normalised image coordinates), ``w [B, N]``
+    (>= 0, positive sums), coordinates first. Returns ``Mt [4, 15, B]`` and the centroids
+    ``c0 [3, B]``: ``Mt[f, p] = sum_i w_i f_i p_i / sum_i w_i`` for ``f = (1, u, v, u^2 + v^2)``
+    and ``p = (1, x, y, z, xx, xy, xz, yx, yy, yz, zx, zy, zz, u, v)`` (points relative to
+    ``c0``, normalised observations), all from one batched matrix product.
     """
-    wn = w / w.sum(1, keepdim=True)
-    c0 = (wn.unsqueeze(-1) * X).sum(1, keepdim=True)
-    Xc = X - c0
-    one = torch.ones_like(w).unsqueeze(-1)
-    p = torch.cat([one, Xc, (Xc.unsqueeze(-1) * Xc.unsqueeze(-2)).flatten(-2), xn], -1)
-    f = torch.cat([one, xn, (xn * xn).sum(-1, keepdim=True)], -1) * wn.unsqueeze(-1)
-    return torch.bmm(f.transpose(1, 2), p), c0.squeeze(1)
+    wn = w / w.sum(-1, keepdim=True)
+    c0 = torch.bmm(X.transpose(0, 1), wn.unsqueeze(-1)).squeeze(-1).T
+    x, y, z = X - c0.unsqueeze(-1)
+    u, v = xn
+    xy, xz, yz = x * y, x * z, y * z
+    p = torch.stack([torch.ones_like(x), x, y, z, x * x, xy, xz, xy, y * y, yz, xz, yz, z * z, u, v], -1)
+    f = torch.stack([wn, wn * u, wn * v, wn * torch.addcmul(u * u, v, v)], 1)
+    return torch.bmm(f, p).permute(1, 2, 0).contiguous(), c0
 
 
-def _spread_ok(M: torch.Tensor) -> torch.Tensor:
+def _spread_ok(Mt: torch.Tensor) -> torch.Tensor:
     """``[B]`` bool: object points neither collinear nor planar, image points neither
-    coincident nor collinear (see ``MIN_SPREAD_RATIO``), from the moments ``M [B, 4, 15]``."""
-    C = M[:, 0, 4:13].view(-1, 3, 3)
-    trace = C.diagonal(0, -2, -1).sum(-1)
-    minors = 0.5 * (trace * trace - (C * C).sum((-2, -1)))  # sum of the principal 2 x 2 minors
+    coincident nor collinear (see ``MIN_SPREAD_RATIO``), from the moments ``Mt [4, 15, B]``."""
+    c00, c01, c02, _, c11, c12, _, _, c22 = Mt[0, 4:13]
+    minor0, minor1, minor2 = c11 * c22 - c12 * c12, c00 * c22 - c02 * c02, c00 * c11 - c01 * c01
+    det = c00 * minor0 - c01 * (c01 * c22 - c12 * c02) + c02 * (c01 * c12 - c11 * c02)
+    trace = c00 + c11 + c22
+    minors = minor0 + minor1 + minor2
     r2 = MIN_SPREAD_RATIO ** 2
     # det / minors estimates the smallest principal variance (to a factor of 3); the test on the
     # minors only guards that estimate against rounding, for points on a line
-    spread = (trace > 1e-20) & (minors > r2 * trace * trace) & (torch.linalg.det(C) > r2 * trace * minors)
-    mu, mv = M[:, 0, 13], M[:, 0, 14]
-    a, b, c = M[:, 1, 13] - mu * mu, M[:, 1, 14] - mu * mv, M[:, 2, 14] - mv * mv
+    spread = (trace > 1e-20) & (minors > r2 * trace * trace) & (det > r2 * trace * minors)
+    mu, mv = Mt[0, 13], Mt[0, 14]
+    a, b, c = Mt[1, 13] - mu * mu, Mt[1, 14] - mu * mv, Mt[2, 14] - mv * mv
     half_gap = (0.25 * (a - c) ** 2 + b * b).sqrt()
     lam_max, lam_min = 0.5 * (a + c) + half_gap, 0.5 * (a + c) - half_gap
     return spread & (lam_max > 1e-12) & (lam_min > r2 * lam_max)
@@ -224,39 +227,41 @@ def _kernel_basis(S: torch.Tensor, Q_scale: torch.Tensor, P: torch.Tensor) -> to
     return torch.linalg.solve_triangular(L, Y.movedim(-1, 0).mT, upper=False).mT.movedim(0, -1)
 
 
-def _initial_betas(G: torch.Tensor, rho: torch.Tensor, c: dict) -> torch.Tensor:
-    """Four starting beta vectors ``[4 candidates, 4 (beta_k), B]`` from the Gram matrices
-    ``G [6, 4, 4, B]`` of the kernel vectors' control-point differences and the squared
-    distances ``rho [6, B]``.
+def _initial_betas(G: torch.Tensor, rho: torch.Tensor, c: dict, candidates: tuple[int, ...]) -> torch.Tensor:
+    """Starting beta vectors ``[C, 4 (beta_k), B]`` from the Gram matrices ``G [6, 4, 4, B]`` of
+    the kernel vectors' control-point differences and the squared distances ``rho [6, B]``, for
+    ``candidates`` (a subset of 1, 2, 3, 4 kernel vectors).
 
     The distance equations are ``beta^T G_p beta = rho_p``; the linearised systems treat the
     products ``beta_k beta_l`` as unknowns (those of the first 2, 3 kernel vectors, or those
     involving beta_1 for the 4-vector case) and are solved by lightly damped normal equations.
     """
-    # n = 1: closed form, beta_1 = sum sqrt(rho) |dv| / sum |dv|^2
-    dv2 = G[:, 0, 0]
-    b1 = (rho * dv2).clamp_min(0).sqrt().sum(0) / dv2.sum(0).clamp_min(1e-300)
-    # coefficients of b11, b12, b13, b14, b22, b23, b33 in the six equations, then rho
-    Z = torch.cat([G.view(6, 16, -1)[:, c["products"]] * c["product_scale"], rho.unsqueeze(1)], 1).movedim(-1, 0)
-    gram = Z.mT @ Z  # [B, 8, 8]: the normal equations of every system
-    solutions = []
-    for idx in _SYSTEMS:
-        AtA = gram[:, idx][:, :, idx]
-        AtA.diagonal(0, -2, -1).mul_(1 + 1e-10)  # light damping
-        solutions.append(torch.linalg.solve_ex(AtA, gram[:, idx, 7:])[0].squeeze(-1).T)
-    s2, s3, s4 = solutions
-
     def root(v):
         return v.abs().sqrt()
 
-    z = torch.zeros_like(b1)
-    b4 = root(s4[0])
-    return torch.stack([
-        torch.stack([b1, z, z, z]),
-        torch.stack([root(s2[0]), root(s2[2]).copysign(s2[1]), z, z]),
-        torch.stack([root(s3[0]), root(s3[3]).copysign(s3[1]), root(s3[5]).copysign(s3[2]), z]),
-        torch.cat([b4.unsqueeze(0), s4[1:] / b4.clamp_min(1e-300)]),
-    ])
+    # coefficients of b11, b12, b13, b14, b22, b23, b33 in the six equations, then rho
+    Z = torch.cat([G.view(6, 16, -1).index_select(1, c["products"]) * c["product_scale"], rho.unsqueeze(1)], 1)
+    Z = Z.movedim(-1, 0)
+    gram = Z.mT @ Z  # [B, 8, 8]: the normal equations of every system
+    z = torch.zeros_like(rho[0])
+    betas = []
+    for n in candidates:
+        if n == 1:  # closed form, beta_1 = sum sqrt(rho) |dv| / sum |dv|^2
+            dv2 = G[:, 0, 0]
+            betas.append(torch.stack([(rho * dv2).clamp_min(0).sqrt().sum(0) / dv2.sum(0).clamp_min(1e-300), z, z, z]))
+            continue
+        idx = _SYSTEMS[n - 2]
+        AtA = gram[:, idx][:, :, idx]
+        AtA.diagonal(0, -2, -1).mul_(1 + 1e-10)  # light damping
+        b = torch.linalg.solve_ex(AtA, gram[:, idx, 7:])[0].squeeze(-1).T
+        if n == 2:
+            betas.append(torch.stack([root(b[0]), root(b[2]).copysign(b[1]), z, z]))
+        elif n == 3:
+            betas.append(torch.stack([root(b[0]), root(b[3]).copysign(b[1]), root(b[5]).copysign(b[2]), z]))
+        else:
+            b1 = root(b[0])
+            betas.append(torch.cat([b1.unsqueeze(0), b[1:] / b1.clamp_min(1e-300)]))
+    return torch.stack(betas)
 
 
 def _gauss_newton_betas(beta: torch.Tensor, G: torch.Tensor, rho: torch.Tensor, iters: int) -> torch.Tensor:
@@ -330,10 +335,13 @@ def _place(d: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     return cc * cc[:, 2:3, :1].sign()
 
 
-def _pose(Mt: torch.Tensor, c0: torch.Tensor, gn_iters: int, shared_iters: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _pose(Mt: torch.Tensor, c0: torch.Tensor, gn_iters: int, shared_iters: int,
+          candidates: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """EPnP on clean, well-posed problems from their moments ``Mt [4, 15, B]`` (rows ``f``,
     batch last; see :func:`_moments`) and centroids ``c0 [3, B]``, with no data-dependent
-    branch. Returns ``R [3, 3, B]`` and ``t [3, B]``."""
+    branch: the starting points of ``candidates`` (numbers of kernel vectors) take
+    ``shared_iters`` Gauss-Newton steps, the best of them ``gn_iters`` more. Returns
+    ``R [3, 3, B]`` and ``t [3, B]``."""
     c = _constants(Mt.dtype, Mt.device)
     B = Mt.shape[-1]
     # control points c_0 + L e_k, L the Cholesky factor of the covariance: in the whitened
@@ -358,18 +366,21 @@ def _pose(Mt: torch.Tensor, c0: torch.Tensor, gn_iters: int, shared_iters: int) 
     G = (dv.unsqueeze(3) * dv.unsqueeze(2)).sum(0)  # [6, 4, 4, B]
     dw = torch.cat([L, L[:, (0, 0, 1), ] - L[:, (1, 2, 2), ]], 1)
     rho = (dw * dw).sum(0)  # [6, B]
-    beta = _gauss_newton_betas(_initial_betas(G, rho, c), G, rho, shared_iters)  # [C, 4, B]
-    # Score the candidates placed rigidly (the nearest rotation of their whitened displacements:
-    # close enough to rank them) by the algebraic error of their control points; polish the best.
-    cc = _place(d, beta)  # [C, 3, 4, B]
+    beta = _gauss_newton_betas(_initial_betas(G, rho, c, candidates), G, rho, shared_iters)  # [C, 4, B]
     C_inv = _mm(L_inv.transpose(0, 1), L_inv)
-    R = _nearest_rotation(_unreflect(_mm(cc[:, :, 1:], L_inv), C_inv), _SCORE_POLAR_STEPS)
-    xh = torch.cat([cc[:, :, :1], _mm(R, L)], 2)  # rigid control geometry [C, 3, 4, B]
-    z = xh[:, 2].unsqueeze(-2)  # [C, 4, 1, B]
-    e = xh[:, :2].unsqueeze(-2) - _mm(Qxy, z.unsqueeze(1))  # [C, 2, 4, 1, B]
-    err = (e * e).sum((1, 2, 3)) + (z * _mm(S, z)).sum((1, 2))  # [C, B]
-    best = torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf"))).T.argmin(1)
-    beta = _gauss_newton_betas(beta.gather(0, best.view(1, 1, -1).expand(1, 4, -1)), G, rho, gn_iters)
+    if len(candidates) > 1:
+        # Score the candidates placed rigidly (the nearest rotation of their whitened
+        # displacements: close enough to rank them) by the algebraic error of their control
+        # points; keep the best.
+        cc = _place(d, beta)  # [C, 3, 4, B]
+        R = _nearest_rotation(_unreflect(_mm(cc[:, :, 1:], L_inv), C_inv), _SCORE_POLAR_STEPS)
+        xh = torch.cat([cc[:, :, :1], _mm(R, L)], 2)  # rigid control geometry [C, 3, 4, B]
+        z = xh[:, 2].unsqueeze(-2)  # [C, 4, 1, B]
+        e = xh[:, :2].unsqueeze(-2) - _mm(Qxy, z.unsqueeze(1))  # [C, 2, 4, 1, B]
+        err = (e * e).sum((1, 2, 3)) + (z * _mm(S, z)).sum((1, 2))  # [C, B]
+        best = torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf"))).T.argmin(1)
+        beta = beta.gather(0, best.view(1, 1, -1).expand(1, 4, -1))
+    beta = _gauss_newton_betas(beta, G, rho, gn_iters)
     # weighted Procrustes of all points: their cross-covariance is D L^T, D the camera
     # displacements of the control points
     cc = _place(d, beta)[0]  # [3, 4, B]
@@ -447,60 +458,86 @@ def epnp(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tensor, weig
     return PoseResult(R, t, ok) if return_valid else (R, t)
 
 
-def _epnp(points_3d, points_2d, K, weights, min_points, gauss_newton_iters, refine_iters):
+def _epnp(points_3d, points_2d, K, weights, min_points, gauss_newton_iters, refine_iters, candidates=(1, 2, 3, 4)):
     """:func:`epnp` after the argument checks: ``(R [B, 3, 3], t [B, 3], valid [B])`` in the
-    work dtype, with no data-dependent branch (a CUDA graph can hold it)."""
+    work dtype, with no data-dependent branch (a CUDA graph can hold it). ``candidates``: the
+    numbers of kernel vectors whose starting points are compared (see :func:`_pose`).
+    The per-point data are stored coordinates first (``[6, B, N]``), so that every test and
+    sum runs over whole rows rather than over the last few values of each point."""
     device = points_3d.device
     B, N = points_3d.shape[:2]
     wd = _work_dtype(device)
-    w = torch.ones(B, N, 1, dtype=wd, device=device) if weights is None else weights.to(wd).unsqueeze(-1)
-    data = torch.cat([points_3d.to(wd), points_2d.to(wd), w], -1)  # [B, N, 6]
-    # usable correspondences: finite, positive weight; the others are zeroed
-    usable = torch.isfinite(data).all(-1) & (data[..., 5] > 0)
-    data = torch.where(usable.unsqueeze(-1), data, torch.zeros_like(data))
-    X, x, w = data[..., :3], data[..., 3:5], data[..., 5]
+    w = torch.ones(1, B, N, dtype=wd, device=device) if weights is None else weights.to(wd).unsqueeze(0)
+    data = torch.cat([points_3d.to(wd).permute(2, 0, 1), points_2d.to(wd).permute(2, 0, 1), w])  # [6, B, N]
+    # usable correspondences: finite (the sum of a point's six values is finite exactly when
+    # they are, short of overflow), positive weight; the others are zeroed
+    usable = torch.isfinite(data.sum(0)) & (data[5] > 0)
+    data = torch.where(usable, data, torch.zeros_like(data))
+    X, (u, v), w = data[:3], data[3:5], data[5]
     # a usable camera: finite, upper triangular, non-zero focal lengths; normalised observations
-    Kd = K.to(wd)
-    k_ok = torch.isfinite(Kd).all((-2, -1)) & (Kd[:, 0, 0].abs() > 1e-12) & (Kd[:, 1, 1].abs() > 1e-12) \
-        & (Kd[:, 1, 0] == 0) & (Kd[:, 2, :2] == 0).all(-1) & (Kd[:, 2, 2] != 0)
-    Kd = torch.where(k_ok[:, None, None], Kd, _constants(wd, device)["eye3"])
-    xn = (x - Kd[:, None, :2, 2] / Kd[:, None, 2:, 2]) @ torch.linalg.inv_ex(Kd[:, :2, :2] / Kd[:, 2:, 2:])[0].mT
+    k = K.to(wd).reshape(B, 9).T  # [9, B]
+    k_ok = torch.isfinite(k).all(0) & (k[0].abs() > 1e-12) & (k[4].abs() > 1e-12) & (k[3] == 0) & (k[6] == 0) \
+        & (k[7] == 0) & (k[8] != 0)
+    k = torch.where(k_ok, k, _constants(wd, device)["eye3"].view(9, 1)) / torch.where(k_ok, k[8], 1.0)
+    fx, skew, cx, _, fy, cy = (row.unsqueeze(-1) for row in k[:6])
+    vn = (v - cy) / fy
+    xn = torch.stack([(u - cx - skew * vn) / fx, vn])
     n_usable = usable.sum(-1)
     # a sample without usable points still needs a positive weight sum (it is replaced below)
     w = torch.where((n_usable > 0).unsqueeze(-1), w, torch.ones_like(w))
-    M, c0 = _moments(X, xn, w)
-    ok = k_ok & (n_usable >= min_points) & _spread_ok(M)
+    Mt, c0 = _moments(X, xn, w)
+    ok = k_ok & (n_usable >= min_points) & _spread_ok(Mt)
     # unsolvable samples become a harmless dummy problem, replaced by the fallback afterwards
     DM, Dc0 = _dummy_moments(N, wd, device)
-    M = torch.where(ok[:, None, None], M, DM)
-    c0 = torch.where(ok[:, None], c0, Dc0)
-    R, t = _pose(M.permute(1, 2, 0).contiguous(), c0.T, gauss_newton_iters, _SHARED_STEPS_MINIMAL if N == 4 else _SHARED_STEPS)
-    R, t = R.permute(2, 0, 1), t.T
+    shared = 0 if len(candidates) == 1 else _SHARED_STEPS_MINIMAL if N == 4 else _SHARED_STEPS
+    R, t = _pose(torch.where(ok, Mt, DM), torch.where(ok, c0, Dc0), gauss_newton_iters, shared, candidates)
     if refine_iters > 0:
         DX, Dx = _dummy_problem(N, wd, device)
-        R, t = _refine_pose(R, t, torch.where(ok[:, None, None], X, DX), torch.where(ok[:, None, None], xn, Dx),
+        R, t = _refine_pose(R.permute(2, 0, 1), t.T, torch.where(ok[:, None, None], X.permute(1, 2, 0), DX),
+                            torch.where(ok[:, None, None], xn.permute(1, 2, 0), Dx),
                             torch.where(ok[:, None], w / w.sum(-1, keepdim=True), 1.0 / N), refine_iters)
-    ok = ok & torch.isfinite(R).all((-2, -1)) & torch.isfinite(t).all(-1)
-    R_fb, t_fb = _fallback(B, wd, device)
-    return torch.where(ok[:, None, None], R, R_fb), torch.where(ok[:, None], t, t_fb), ok
+        R, t = R.permute(1, 2, 0), t.T
+    ok = ok & torch.isfinite(R).all(0).all(0) & torch.isfinite(t).all(0)
+    R = torch.where(ok, R, _constants(wd, device)["eye3"].unsqueeze(-1))
+    t = torch.where(ok, t, t.new_tensor([0.0, 0.0, 1.0]).unsqueeze(-1))
+    return R.permute(2, 0, 1).contiguous(), t.T.contiguous(), ok
+
+
+def _sq_reprojection_errors(Xh: torch.Tensor, x: torch.Tensor, K: torch.Tensor, R: torch.Tensor,
+                            t: torch.Tensor) -> torch.Tensor:
+    """Squared pixel reprojection errors ``[B, N, H]`` of ``H`` poses per sample at once:
+    ``Xh [B, N, 4]`` homogeneous object points, ``x [B, N, 2]`` pixels, ``K [B, 3, 3]``,
+    ``R [B, H, 3, 3]``, ``t [B, H, 3]``; points behind the camera (or not finite) get ``inf``.
+    All poses of a sample are projected by one matrix product with their ``K [R | t]``."""
+    B, H = R.shape[:2]
+    P = K.unsqueeze(1) @ torch.cat([R, t.unsqueeze(-1)], -1)  # [B, H, 3, 4]
+    uvw = Xh @ P.transpose(1, 2).reshape(B, 3 * H, 4).mT  # [B, N, 3H]: u of every pose, then v, then w
+    u, v, w = uvw.split(H, -1)
+    du = torch.addcmul(u, x[..., :1], w, value=-1.0)
+    dv = torch.addcmul(v, x[..., 1:], w, value=-1.0)
+    e2 = torch.addcmul(du * du, dv, dv) / (w * w)
+    return torch.where((w > 0) & torch.isfinite(e2), e2, torch.full_like(e2, float("inf")))
 
 
 def epnp_ransac(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tensor, weights: torch.Tensor | None = None,
                 iterations: int = 100, threshold_px: float = 8.0, min_inliers: int = 6, *, confidence: float = 0.99,
-                sample_size: int = 5, chunk: int = 25, refit_rounds: int = 2, refine_iters: int = 0,
+                sample_size: int = 5, chunk: int = 8, refit_rounds: int = 2, refine_iters: int = 0,
                 generator: torch.Generator | None = None):
     """Batched RANSAC around :func:`epnp`: robust to wrong correspondences (outliers).
 
     Hypotheses are drawn ``chunk`` at a time for every sample still searching: each is an EPnP
     fit to ``sample_size`` usable correspondences drawn uniformly (all hypotheses of all
-    samples are solved in one batched call), scored over all correspondences by the truncated
-    squared reprojection error ``sum_i min(e_i^2, threshold_px^2)`` (MSAC; points behind the
-    camera count as outliers). As in OpenCV, a sample stops searching once enough hypotheses
-    were drawn to have found an outlier-free one with probability ``confidence`` given its best
-    inlier ratio so far, or after ``iterations``. The best hypothesis' inliers
-    (``e_i < threshold_px``) are then refitted with their weights, and the inlier set updated,
-    ``refit_rounds`` times. Defaults follow OpenCV's ``solvePnPRansac`` (100 iterations, 8 px,
-    0.99) and the reference code's rule of at least 6 points.
+    samples are solved in one batched call, from the linearised two-kernel-vector start and one
+    Gauss-Newton step: a minimal set of five points has a two-dimensional null space, and a
+    hypothesis only has to tell inliers from outliers), scored over all correspondences by the
+    truncated squared reprojection error ``sum_i min(e_i^2, threshold_px^2)`` (MSAC; points
+    behind the camera count as outliers). As in OpenCV, a sample stops searching once enough
+    hypotheses were drawn to have found an outlier-free one with probability ``confidence``
+    given its best inlier ratio so far, or after ``iterations``. The best hypothesis' inliers
+    (``e_i < threshold_px``) are then refitted by :func:`epnp` with their weights, and the
+    inlier set updated, ``refit_rounds`` times. Defaults follow OpenCV's ``solvePnPRansac``
+    (100 iterations, 8 px, 0.99) and the reference code's rule of at least 6 points.
+    The random draws come only from ``generator``: the result repeats exactly for a seed.
 
     Memory grows as ``B * chunk * N``.
 
@@ -520,27 +557,34 @@ def epnp_ransac(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tenso
     if iterations < 1 or chunk < 1:
         raise ValueError(f"epnp_ransac: iterations and chunk must be >= 1, got {iterations} and {chunk}")
     B, N = points_3d.shape[:2]
-    device, dtype = points_3d.device, points_3d.dtype
-    w = torch.ones(B, N, dtype=dtype, device=device) if weights is None else weights
-    usable = (torch.isfinite(points_3d).all(-1) & torch.isfinite(points_2d).all(-1) & torch.isfinite(w) & (w > 0)
-              & torch.isfinite(K).all(-1).all(-1).unsqueeze(-1))
+    with cpu_threads(_threads_for(points_3d.device, B * N)):
+        R, t, inliers, valid = _ransac(points_3d, points_2d, K, weights, iterations, float(threshold_px) ** 2,
+                                       min_inliers, confidence, sample_size, chunk, refit_rounds, refine_iters, generator)
+    return R.to(points_3d.dtype), t.to(points_3d.dtype), inliers, valid
+
+
+def _ransac(points_3d, points_2d, K, weights, iterations, thr2, min_inliers, confidence, sample_size, chunk,
+            refit_rounds, refine_iters, generator):
+    """:func:`epnp_ransac` after the argument checks, in the work dtype."""
+    B, N = points_3d.shape[:2]
+    device = points_3d.device
+    wd = _work_dtype(device)
+    X, x, Kd = points_3d.to(wd), points_2d.to(wd), K.to(wd)
+    w = torch.ones(B, N, dtype=wd, device=device) if weights is None else weights.to(wd)
+    # finite tests over rows (coordinates first), not over the last few values of each point
+    finite = torch.isfinite(torch.cat([X.permute(2, 0, 1), x.permute(2, 0, 1), w.unsqueeze(0)]).sum(0))
+    usable = finite & (w > 0) & torch.isfinite(Kd.reshape(B, 9).T).all(0).unsqueeze(-1)
     no_inliers = torch.zeros(B, N, dtype=torch.bool, device=device)
-    R_fb, t_fb = _fallback(B, dtype, device)
+    R_fb, t_fb = _fallback(B, wd, device)
     if N < sample_size:
         return R_fb, t_fb, no_inliers, torch.zeros(B, dtype=torch.bool, device=device)
-
-    thr2 = float(threshold_px) ** 2
-    Xs = torch.where(usable.unsqueeze(-1), points_3d, torch.zeros_like(points_3d))
-    xs = torch.where(usable.unsqueeze(-1), points_2d, torch.zeros_like(points_2d))
+    X = torch.where(usable.unsqueeze(-1), X, torch.zeros_like(X))
+    x = torch.where(usable.unsqueeze(-1), x, torch.zeros_like(x))
+    Xh = torch.cat([X, torch.ones_like(X[..., :1])], -1)
     n_usable = usable.sum(-1)
 
-    def sq_errors(R, t, X, x, Kb):
-        Xc = transform_points(X, R, t)
-        e2 = ((project_points(Xc, Kb) - x) ** 2).sum(-1)
-        return torch.where((Xc[..., 2] > 0) & torch.isfinite(e2), e2, torch.full_like(e2, float("inf")))
-
-    best_cost = torch.full((B,), float("inf"), dtype=dtype, device=device)
-    best_inliers = no_inliers.clone()
+    best_cost = torch.full((B,), float("inf"), dtype=wd, device=device)
+    best_inliers = no_inliers
     active = n_usable >= sample_size
     done = 0
     log_fail = torch.log(torch.tensor(1.0 - confidence, dtype=torch.float64)).item() if confidence < 1 else float("-inf")
@@ -550,39 +594,35 @@ def epnp_ransac(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tenso
         # minimal sets: the sample_size usable points with the smallest random keys
         keys = torch.rand(A, H, N, generator=generator, device=device)
         keys = torch.where(usable[ids].unsqueeze(1), keys, torch.full_like(keys, 2.0))
-        flat = keys.topk(sample_size, dim=-1, largest=False).indices.reshape(A, H * sample_size)
-        Xh = torch.gather(Xs[ids], 1, flat.unsqueeze(-1).expand(-1, -1, 3)).reshape(A * H, sample_size, 3)
-        xh = torch.gather(xs[ids], 1, flat.unsqueeze(-1).expand(-1, -1, 2)).reshape(A * H, sample_size, 2)
-        Kh = K[ids].unsqueeze(1).expand(A, H, 3, 3).reshape(A * H, 3, 3)
-        Rh, th, vh = epnp(Xh, xh, Kh, return_valid=True, gauss_newton_iters=5)
-        e2 = sq_errors(Rh.reshape(A, H, 3, 3), th.reshape(A, H, 3), Xs[ids].unsqueeze(1), xs[ids].unsqueeze(1),
-                       K[ids].unsqueeze(1))  # [A, H, N]
-        cost = (e2.clamp_max(thr2) * usable[ids].unsqueeze(1)).sum(-1)
-        cost = torch.where(vh.reshape(A, H), cost, torch.full_like(cost, float("inf")))
+        pick = keys.topk(sample_size, dim=-1, largest=False).indices.reshape(A, H * sample_size, 1)
+        Xa, xa, Ka, use = X[ids], x[ids], Kd[ids], usable[ids]
+        Rh, th, vh = _epnp(Xa.gather(1, pick.expand(-1, -1, 3)).view(A * H, sample_size, 3),
+                           xa.gather(1, pick.expand(-1, -1, 2)).view(A * H, sample_size, 2),
+                           Ka.unsqueeze(1).expand(A, H, 3, 3).reshape(A * H, 3, 3), None, 4, 1, 0, candidates=(2,))
+        e2 = _sq_reprojection_errors(Xh[ids], xa, Ka, Rh.view(A, H, 3, 3), th.view(A, H, 3))  # [A, N, H]
+        cost = (e2.clamp_max(thr2) * use.unsqueeze(-1)).sum(1)
+        cost = torch.where(vh.view(A, H), cost, torch.full_like(cost, float("inf")))
         chunk_cost, chunk_best = cost.min(-1)
-        chunk_inliers = (e2[torch.arange(A, device=device), chunk_best] < thr2) & usable[ids]
+        chunk_inliers = (e2.gather(2, chunk_best.view(A, 1, 1).expand(A, N, 1)).squeeze(2) < thr2) & use
         better = chunk_cost < best_cost[ids]
-        best_cost[ids] = torch.where(better, chunk_cost, best_cost[ids])
-        best_inliers[ids] = torch.where(better.unsqueeze(-1), chunk_inliers, best_inliers[ids])
+        best_cost = best_cost.index_put((ids,), torch.where(better, chunk_cost, best_cost[ids]))
+        best_inliers = best_inliers.index_put((ids,), torch.where(better.unsqueeze(-1), chunk_inliers, best_inliers[ids]))
         done += H
         # adaptive stop: iterations needed for an all-inlier minimal set with the given confidence
         ratio = (best_inliers.sum(-1) / n_usable.clamp_min(1)).double()
         p_clean = ratio.pow(sample_size).clamp(1e-12, 1 - 1e-12)
-        needed = log_fail / torch.log1p(-p_clean)
-        active = active & (needed > done)
+        active = active & (log_fail / torch.log1p(-p_clean) > done)
 
     inliers = best_inliers
     valid = torch.zeros(B, dtype=torch.bool, device=device)
     R, t = R_fb, t_fb
     for _ in range(max(refit_rounds, 1)):
-        wi = torch.where(inliers, w, torch.zeros_like(w))
-        R, t, valid = epnp(points_3d, points_2d, K, wi, return_valid=True, min_points=max(4, min(min_inliers, N)),
-                           refine_iters=refine_iters)
-        inliers = (sq_errors(R, t, Xs, xs, K) < thr2) & usable & valid.unsqueeze(-1)
+        R, t, valid = _epnp(X, x, Kd, torch.where(inliers, w, torch.zeros_like(w)), max(4, min(min_inliers, N)), 3,
+                            refine_iters)
+        e2 = _sq_reprojection_errors(Xh, x, Kd, R.unsqueeze(1), t.unsqueeze(1)).squeeze(-1)
+        inliers = (e2 < thr2) & usable & valid.unsqueeze(-1)
     valid = valid & (inliers.sum(-1) >= min_inliers)
-    R = torch.where(valid[:, None, None], R, R_fb)
-    t = torch.where(valid[:, None], t, t_fb)
-    return R, t, inliers, valid
+    return torch.where(valid[:, None, None], R, R_fb), torch.where(valid[:, None], t, t_fb), inliers, valid
 
 
 def random_pnp_problems(batch: int, num_points: int, noise_px: float = 0.0, outlier_ratio: float = 0.0,
