@@ -61,6 +61,7 @@ import torch
 from hfl_lite.threads import cpu_threads
 
 from .camera import project_points, transform_points
+from .graphs import cached_replay
 from .rotations import axis_angle_to_matrix
 
 __all__ = ["PoseResult", "epnp", "epnp_ransac", "random_pnp_problems"]
@@ -74,12 +75,12 @@ MIN_SPREAD_RATIO = 1e-3
 # Up to this many correspondences (batch x points) the solver runs on one CPU thread.
 SINGLE_THREAD_POINTS = 1 << 20
 
-# Steps of the rotation fits: Newton-Schulz steps to the nearest rotation of the camera
-# displacements of the control points (when a candidate is scored, and for the final pose),
-# then Newton steps on the rotation group to the weighted Procrustes optimum (final pose only).
+# Rotation fits: Newton-Schulz steps to the rotation nearest the whitened camera displacements
+# of the control points, enough to rank candidates; Newton steps to the polar factor of the
+# weighted cross-covariance (the Procrustes rotation) for the final pose, enough for point sets
+# whose principal spreads differ by the largest factor the spread test lets through.
 _SCORE_POLAR_STEPS = 2
-_POLAR_STEPS = 3
-_PROCRUSTES_STEPS = 1
+_POLAR_STEPS = 9
 # Gauss-Newton steps every candidate takes before they are compared: two, enough to tell the
 # right basin from a mirror image; ten in the minimal case N = 4, whose null space is
 # four-dimensional and whose starting points are far from the solution.
@@ -151,6 +152,7 @@ def _constants(dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tens
         return torch.tensor(values, dtype=dt, device=device)
 
     return {"metric": tensor(_METRIC).unsqueeze(-1), "eye3": torch.eye(3, dtype=dtype, device=device),
+            "t_fallback": tensor([[0.0], [0.0], [1.0]]),
             "products": tensor(_PRODUCTS, torch.long),
             "product_scale": tensor([1.0 if i in (0, 5, 10, 15) else 2.0 for i in _PRODUCTS]).view(1, -1, 1)}
 
@@ -288,42 +290,52 @@ def _nearest_rotation(X: torch.Tensor, steps: int) -> torch.Tensor:
     return X
 
 
-def _unreflect(X: torch.Tensor, C_inv: torch.Tensor) -> torch.Tensor:
-    """``X [..., 3, 3, B]`` (the whitened camera displacements of the control points, close to
-    orthogonal) with the object's thinnest principal axis ``n`` flipped (``X (I - 2 n n^T)``)
-    where ``det X < 0``: a point set placed as its mirror image is mirrored across that axis,
-    along which noise flips a thin set most easily. ``n`` is the dominant column of ``C^-4``
-    (``C_inv [3, 3, B]``, the inverse covariance)."""
-    P = _mm(C_inv, C_inv)
-    P = _mm(P, P)
-    pick = torch.stack([P[0, 0], P[1, 1], P[2, 2]]).argmax(0)
-    n = P.gather(1, pick.view(1, 1, -1).expand(3, 1, -1))  # [3, 1, B]
-    n = n * (n * n).sum(0).clamp_min(1e-300).rsqrt()
-    x0, x1, x2 = X.unbind(-2)
-    det = (x0 * torch.linalg.cross(x1, x2, dim=-2)).sum(-2, keepdim=True).unsqueeze(-2)
-    return torch.where(det < 0, X - 2 * _mm(_mm(X, n), n.transpose(0, 1)), X)
+def _unreflect(X: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """``X [..., 3, 3, B]`` (whitened camera displacements of the control points, close to
+    orthogonal) times ``I - 2 n n^T`` where ``det X < 0``, ``n [3, 1, B]`` the object's thinnest
+    principal axis: a point set placed as its mirror image is mirrored across that axis, along
+    which noise flips a thin set most easily."""
+    return torch.where(_cofactors(X)[1].unsqueeze(-2).unsqueeze(-2) < 0, X - 2 * _mm(_mm(X, n), n.transpose(0, 1)), X)
 
 
-def _procrustes_steps(R: torch.Tensor, A: torch.Tensor, steps: int) -> torch.Tensor:
-    """Newton steps on the rotation group towards the rotation maximising ``trace(R^T A)``
-    (``R [3, 3, B]`` a rotation near it, ``A [3, 3, B]``, batch last).
+def _cofactors(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cofactor matrices (``det(X) X^-T``: columns ``x1 x x2, x2 x x0, x0 x x1``) and
+    determinants of ``X [..., 3, 3, B]`` (batch last)."""
+    cof = torch.linalg.cross(X.roll(-1, -2), X.roll(1, -2), dim=-3)
+    return cof, (X[..., 0, :] * cof[..., 0, :]).sum(-2)
 
-    With ``R <- C R`` and ``M = A R^T``, ``trace(R^T A) = trace(C^T M)`` is, for ``C`` the
-    rotation by ``w``, to second order ``trace(M) + w . m - w^T H w / 2`` with ``m`` the axial
-    vector of ``M - M^T`` and ``H = trace(M) I - (M + M^T) / 2``: the step is ``w = H^-1 m``,
-    applied as the Cayley rotation ``C = (I - W/2)^-1 (I + W/2)`` (``W = [w]_x``, equal to the
-    rotation by ``w`` to second order), which keeps ``R`` orthogonal.
-    """
-    eye = torch.eye(3, dtype=R.dtype, device=R.device).unsqueeze(-1)
+
+def _smallest_eigenvector(H: torch.Tensor) -> torch.Tensor:
+    """``[3, 1, B]``: unit eigenvectors of the smallest eigenvalues of symmetric ``H [3, 3, B]``,
+    in closed form: the eigenvalue by the trigonometric formula (Smith 1961), the vector as the
+    longest column of the adjugate of ``H - lambda I`` (cross products of its rows)."""
+    q = (H[0, 0] + H[1, 1] + H[2, 2]) / 3
+    eye = torch.eye(3, dtype=H.dtype, device=H.device).unsqueeze(-1)
+    shifted = H - q * eye
+    p = ((shifted * shifted).sum((0, 1)) / 6).sqrt().clamp_min(1e-300)
+    half_det = 0.5 * _cofactors(shifted / p)[1]
+    lam = q + 2 * p * torch.cos(torch.acos(half_det.clamp(-1, 1)) / 3 + 2 * torch.pi / 3)
+    adj = _cofactors(H - lam * eye)[0]
+    norms = (adj * adj).sum(0)  # [3 columns, B]
+    v = adj.gather(1, norms.argmax(0).view(1, 1, -1).expand(3, 1, -1))
+    return v * (v * v).sum(0).clamp_min(1e-300).rsqrt()
+
+
+def _polar_rotation(A: torch.Tensor, steps: int) -> torch.Tensor:
+    """The rotation ``R [3, 3, B]`` (det +1) maximising ``trace(R^T A)`` for ``A [3, 3, B]`` of
+    full rank (batch last): the orthogonal polar factor ``Q`` of ``A`` by Newton's iteration
+    ``X <- (z X + X^-T / z) / 2`` with determinant scaling ``z = |det X|^(-1/3)`` (Higham 1986;
+    the inverse-transpose from the cofactors), ``steps`` times, which converges for condition
+    numbers up to 1e6 in nine. Where ``det A < 0``, ``Q`` is a reflection and the answer is
+    ``U diag(1, 1, -1) V^T`` (SVD ``A = U S V^T``) = ``Q (I - 2 v v^T)``, ``v`` the eigenvector of
+    the smallest eigenvalue of the symmetric factor ``Q^T A``."""
+    X = A
     for _ in range(steps):
-        M = _mm(A, R.transpose(0, 1))
-        m = torch.stack([M[2, 1] - M[1, 2], M[0, 2] - M[2, 0], M[1, 0] - M[0, 1]]).unsqueeze(1)
-        H = torch.addcmul(-0.5 * (M + M.transpose(0, 1)), M[0, 0] + M[1, 1] + M[2, 2], eye)
-        w0, w1, w2 = 0.5 * _solve(H, m).squeeze(1)  # half the step: the Cayley argument
-        z = torch.zeros_like(w0)
-        W = torch.stack([z, -w2, w1, w2, z, -w0, -w1, w0, z]).view(3, 3, -1)
-        R = _solve(eye - W, _mm(eye + W, R))
-    return R
+        cof, det = _cofactors(X)
+        z = det.abs().clamp_min(1e-300).pow(-1.0 / 3.0)
+        X = torch.addcmul(0.5 * z * X, cof, 0.5 / (z * det))
+    v = _smallest_eigenvector(_mm(X.transpose(0, 1), A))
+    return torch.where(_cofactors(A)[1] < 0, X - 2 * _mm(_mm(X, v), v.transpose(0, 1)), X)
 
 
 def _place(d: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
@@ -367,13 +379,13 @@ def _pose(Mt: torch.Tensor, c0: torch.Tensor, gn_iters: int, shared_iters: int,
     dw = torch.cat([L, L[:, (0, 0, 1), ] - L[:, (1, 2, 2), ]], 1)
     rho = (dw * dw).sum(0)  # [6, B]
     beta = _gauss_newton_betas(_initial_betas(G, rho, c, candidates), G, rho, shared_iters)  # [C, 4, B]
-    C_inv = _mm(L_inv.transpose(0, 1), L_inv)
     if len(candidates) > 1:
         # Score the candidates placed rigidly (the nearest rotation of their whitened
         # displacements: close enough to rank them) by the algebraic error of their control
         # points; keep the best.
         cc = _place(d, beta)  # [C, 3, 4, B]
-        R = _nearest_rotation(_unreflect(_mm(cc[:, :, 1:], L_inv), C_inv), _SCORE_POLAR_STEPS)
+        thin_axis = _smallest_eigenvector(_mm(L, L.transpose(0, 1)))
+        R = _nearest_rotation(_unreflect(_mm(cc[:, :, 1:], L_inv), thin_axis), _SCORE_POLAR_STEPS)
         xh = torch.cat([cc[:, :, :1], _mm(R, L)], 2)  # rigid control geometry [C, 3, 4, B]
         z = xh[:, 2].unsqueeze(-2)  # [C, 4, 1, B]
         e = xh[:, :2].unsqueeze(-2) - _mm(Qxy, z.unsqueeze(1))  # [C, 2, 4, 1, B]
@@ -384,9 +396,7 @@ def _pose(Mt: torch.Tensor, c0: torch.Tensor, gn_iters: int, shared_iters: int,
     # weighted Procrustes of all points: their cross-covariance is D L^T, D the camera
     # displacements of the control points
     cc = _place(d, beta)[0]  # [3, 4, B]
-    D = cc[:, 1:]
-    R = _nearest_rotation(_unreflect(_mm(D, L_inv), C_inv), _POLAR_STEPS)
-    R = _procrustes_steps(R, _mm(D, L.transpose(0, 1)), _PROCRUSTES_STEPS)
+    R = _polar_rotation(_mm(cc[:, 1:], L.transpose(0, 1)), _POLAR_STEPS)
     return R, cc[:, 0] - (R * c0.unsqueeze(0)).sum(1)
 
 
@@ -414,14 +424,15 @@ def _refine_pose(R, t, X, xn, w, iters):
         r = r.reshape(r.shape[0], -1)
         JtJ = J.transpose(-1, -2) @ J
         damp = 1e-9 * JtJ.diagonal(dim1=-2, dim2=-1).sum(-1).clamp_min(1e-300)
-        step = -torch.linalg.solve(JtJ + damp[..., None, None] * eye6, (J.transpose(-1, -2) @ r.unsqueeze(-1))).squeeze(-1)
+        step = -torch.linalg.solve_ex(JtJ + damp[..., None, None] * eye6, J.transpose(-1, -2) @ r.unsqueeze(-1))[0].squeeze(-1)
         R = axis_angle_to_matrix(step[:, :3]) @ R
         t = t + step[:, 3:]
     return R, t
 
 
 def epnp(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tensor, weights: torch.Tensor | None = None,
-         *, return_valid: bool = False, min_points: int = 4, gauss_newton_iters: int = 3, refine_iters: int = 0):
+         *, return_valid: bool = False, min_points: int = 4, gauss_newton_iters: int = 3, refine_iters: int = 0,
+         cuda_graph: bool = False):
     """Batched EPnP: object pose from 2D-3D correspondences (see the module docstring).
 
     Args:
@@ -436,6 +447,10 @@ def epnp(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tensor, weig
             paper's refinement; OpenCV takes 5, from a less accurate start).
         refine_iters: extra Gauss-Newton steps on the pose over the reprojection error
             (0 = plain EPnP as in the paper and OpenCV's ``SOLVEPNP_EPNP``).
+        cuda_graph: on a GPU, replay the solver as one CUDA graph (recorded on the first call
+            for these shapes and settings, kept for the next ones; see
+            :mod:`hfl_lite.geometry.graphs`): a small batch then costs one launch instead of a
+            few hundred. Needs CUDA inputs and no gradient.
 
     Returns:
         ``(R [B, 3, 3], t [B, 3])`` with ``X_cam = R X + t`` (``t`` in metres), in the dtype and
@@ -452,8 +467,22 @@ def epnp(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tensor, weig
         R, t = _fallback(B, out_dtype, device)
         valid = torch.zeros(B, dtype=torch.bool, device=device)
         return PoseResult(R, t, valid) if return_valid else (R, t)
-    with cpu_threads(_threads_for(device, B * N)):
-        R, t, ok = _epnp(points_3d, points_2d, K, weights, min_points, gauss_newton_iters, refine_iters)
+    if cuda_graph:
+        inputs = (points_3d, points_2d, K) + (() if weights is None else (weights,))
+        if device.type != "cuda":
+            raise ValueError(f"epnp: cuda_graph=True needs CUDA tensors, got them on {device}")
+        if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+            raise ValueError("epnp: cuda_graph=True gives no gradients; call it under torch.no_grad() or without "
+                             "inputs that require them")
+
+        def solve(X, x, K_, w=None):
+            return _epnp(X, x, K_, w, min_points, gauss_newton_iters, refine_iters)
+
+        key = ("epnp", tuple((t.shape, t.dtype) for t in inputs), device, min_points, gauss_newton_iters, refine_iters)
+        R, t, ok = cached_replay(key, solve, inputs, graph=True)(*inputs)
+    else:
+        with cpu_threads(_threads_for(device, B * N)):
+            R, t, ok = _epnp(points_3d, points_2d, K, weights, min_points, gauss_newton_iters, refine_iters)
     R, t = R.to(out_dtype), t.to(out_dtype)
     return PoseResult(R, t, ok) if return_valid else (R, t)
 
@@ -499,7 +528,7 @@ def _epnp(points_3d, points_2d, K, weights, min_points, gauss_newton_iters, refi
         R, t = R.permute(1, 2, 0), t.T
     ok = ok & torch.isfinite(R).all(0).all(0) & torch.isfinite(t).all(0)
     R = torch.where(ok, R, _constants(wd, device)["eye3"].unsqueeze(-1))
-    t = torch.where(ok, t, t.new_tensor([0.0, 0.0, 1.0]).unsqueeze(-1))
+    t = torch.where(ok, t, _constants(wd, device)["t_fallback"])
     return R.permute(2, 0, 1).contiguous(), t.T.contiguous(), ok
 
 
