@@ -22,14 +22,15 @@ camera coordinates of the control points:
    ``|c^cam_a - c^cam_b|^2 = |c^w_a - c^w_b|^2``. Four starting points (the paper's closed
    form for one kernel vector and its linearised systems for two and three; for four, only
    the products with ``beta_1`` are kept) each take two Gauss-Newton steps on the six quadratic
-   equations over all four betas (ten for N = 4), are placed rigidly and scored by the
-   algebraic error ``|M x|^2`` of their control points (the depth-weighted reprojection
-   error); the best one takes ``gauss_newton_iters`` more steps.
+   equations over all four betas (ten for N = 4), are placed rigidly (the rotation nearest
+   their whitened camera displacements, by Newton-Schulz steps, with the object's thinnest
+   axis flipped where they are a mirror image, which noise can make of a thin point set) and
+   scored by the algebraic error ``|M x|^2`` of their control points (the depth-weighted
+   reprojection error); the best one takes ``gauss_newton_iters`` more steps.
 5. Depth sign fixed (points in front of the camera), then ``R, t`` by weighted rigid
-   Procrustes of all points, from the second moments again: Newton-Schulz steps to the
-   rotation nearest the whitened camera displacements of the control points (an object
-   placed as its mirror image, which noise can do to a thin point set, first has its thinnest
-   axis flipped), then a Newton step on the rotation group to the Procrustes optimum.
+   Procrustes of all points, from the second moments again: the rotation is the polar factor
+   of the 3 x 3 cross-covariance, by scaled Newton steps, with the reflection case solved
+   exactly (the SVD solution ``U diag(1, 1, -1) V^T``, without an SVD).
 6. Optionally (``refine_iters > 0``) a few Gauss-Newton steps on the pose itself minimise
    the weighted reprojection error (the maximum-likelihood pose under Gaussian pixel noise).
 
@@ -42,7 +43,7 @@ eigen- or singular-value decomposition (iterative per matrix in LAPACK). For bat
 ordinary size the solver runs on one CPU thread: more threads only add synchronisation to
 such short operations, and on a busy machine each of them can wait for a time slice. The
 solver has no data-dependent branch and never copies a value to the host, so a GPU can
-replay it as one CUDA graph.
+replay it as one CUDA graph (``epnp(..., cuda_graph=True)``, :mod:`hfl_lite.geometry.graphs`).
 
 All the arithmetic runs in float64 (the results come back in the input dtype).
 Correspondences with a zero weight or a non-finite value are ignored. A sample that cannot be
@@ -86,6 +87,8 @@ _POLAR_STEPS = 9
 # four-dimensional and whose starting points are far from the solution.
 _SHARED_STEPS = 2
 _SHARED_STEPS_MINIMAL = 10
+# Gauss-Newton steps the chosen candidate takes after them (epnp's default).
+_GAUSS_NEWTON_ITERS = 3
 
 # Metric of the control points over (d_0, d_1, d_2, d_3), a camera point being
 # d_0 + sum_k a_k d_k (c_0 = d_0, c_k = d_0 + d_k): |c_0|^2 + ... + |c_3|^2 = d^T P d per axis.
@@ -431,7 +434,8 @@ def _refine_pose(R, t, X, xn, w, iters):
 
 
 def epnp(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tensor, weights: torch.Tensor | None = None,
-         *, return_valid: bool = False, min_points: int = 4, gauss_newton_iters: int = 3, refine_iters: int = 0,
+         *, return_valid: bool = False, min_points: int = 4, gauss_newton_iters: int = _GAUSS_NEWTON_ITERS,
+         refine_iters: int = 0,
          cuda_graph: bool = False):
     """Batched EPnP: object pose from 2D-3D correspondences (see the module docstring).
 
@@ -443,8 +447,9 @@ def epnp(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tensor, weig
             negative values count as 0). Weighted means, covariances and equations use them.
         return_valid: also return the per-sample validity (a :class:`PoseResult`).
         min_points: a sample needs at least this many usable correspondences (at least 4).
-        gauss_newton_iters: Gauss-Newton steps on the betas of the chosen candidate (the
-            paper's refinement; OpenCV takes 5, from a less accurate start).
+        gauss_newton_iters: Gauss-Newton steps on the betas of the chosen candidate, after
+            the two (ten for N = 4) every candidate takes (the paper's refinement; OpenCV
+            takes five in all).
         refine_iters: extra Gauss-Newton steps on the pose over the reprojection error
             (0 = plain EPnP as in the paper and OpenCV's ``SOLVEPNP_EPNP``).
         cuda_graph: on a GPU, replay the solver as one CUDA graph (recorded on the first call
@@ -646,8 +651,8 @@ def _ransac(points_3d, points_2d, K, weights, iterations, thr2, min_inliers, con
     valid = torch.zeros(B, dtype=torch.bool, device=device)
     R, t = R_fb, t_fb
     for _ in range(max(refit_rounds, 1)):
-        R, t, valid = _epnp(X, x, Kd, torch.where(inliers, w, torch.zeros_like(w)), max(4, min(min_inliers, N)), 3,
-                            refine_iters)
+        R, t, valid = _epnp(X, x, Kd, torch.where(inliers, w, torch.zeros_like(w)), max(4, min(min_inliers, N)),
+                            _GAUSS_NEWTON_ITERS, refine_iters)
         e2 = _sq_reprojection_errors(Xh, x, Kd, R.unsqueeze(1), t.unsqueeze(1)).squeeze(-1)
         inliers = (e2 < thr2) & usable & valid.unsqueeze(-1)
     valid = valid & (inliers.sum(-1) >= min_inliers)
