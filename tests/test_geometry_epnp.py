@@ -250,6 +250,19 @@ def test_procrustes_rotation_matches_svd():
     np.testing.assert_allclose(R.permute(2, 0, 1).numpy(), R_svd, atol=1e-9)
 
 
+
+def test_procrustes_rotation_gradient_where_singular_values_repeat():
+    """A proper cross-covariance with repeated singular values (an isotropic point set, placed
+    rigidly): the reflection branch is not taken, and its unused eigenvector must not turn the
+    gradient into NaN; the gradient matches finite differences."""
+    from hfl_lite.geometry.epnp import _POLAR_STEPS, _polar_rotation
+
+    R0 = torch.from_numpy(Rotation.from_rotvec([0.3, -0.2, 0.1]).as_matrix())
+    A = torch.stack([0.25 * torch.eye(3, dtype=torch.float64), 0.25 * R0,
+                     R0 @ torch.diag(torch.tensor([2.0, 2.0, 1.0], dtype=torch.float64))], -1)
+    assert torch.autograd.gradcheck(lambda a: _polar_rotation(a, _POLAR_STEPS), (A.requires_grad_(True),),
+                                    eps=1e-6, atol=1e-5, rtol=1e-4)
+
 def test_solver_has_no_host_synchronisation():
     """The whole solver runs on tensors without data (device 'meta'): no step reads a value
     back to the host or branches on one, which is what a CUDA graph needs."""

@@ -155,7 +155,7 @@ def _constants(dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tens
         return torch.tensor(values, dtype=dt, device=device)
 
     return {"metric": tensor(_METRIC).unsqueeze(-1), "eye3": torch.eye(3, dtype=dtype, device=device),
-            "t_fallback": tensor([[0.0], [0.0], [1.0]]),
+            "t_fallback": tensor([[0.0], [0.0], [1.0]]), "distinct": torch.diag(tensor([1.0, 2.0, 3.0])).unsqueeze(-1),
             "products": tensor(_PRODUCTS, torch.long),
             "product_scale": tensor([1.0 if i in (0, 5, 10, 15) else 2.0 for i in _PRODUCTS]).view(1, -1, 1)}
 
@@ -337,8 +337,12 @@ def _polar_rotation(A: torch.Tensor, steps: int) -> torch.Tensor:
         cof, det = _cofactors(X)
         z = det.abs().clamp_min(1e-300).pow(-1.0 / 3.0)
         X = torch.addcmul(0.5 * z * X, cof, 0.5 / (z * det))
-    v = _smallest_eigenvector(_mm(X.transpose(0, 1), A))
-    return torch.where(_cofactors(A)[1] < 0, X - 2 * _mm(_mm(X, v), v.transpose(0, 1)), X)
+    reflection = _cofactors(A)[1] < 0
+    # elsewhere the eigenvector is not needed: a fixed matrix with distinct eigenvalues keeps its
+    # (unused) gradient finite
+    H = torch.where(reflection, _mm(X.transpose(0, 1), A), _constants(A.dtype, A.device)["distinct"])
+    v = _smallest_eigenvector(H)
+    return torch.where(reflection, X - 2 * _mm(_mm(X, v), v.transpose(0, 1)), X)
 
 
 def _place(d: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
