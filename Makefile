@@ -19,7 +19,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -e '.[book,test,pinned]'
 	touch $(STAMP)
 
-book: $(STAMP)
+# Front-end files the built book serves itself (MathJax now; package.json lists them, the lockfile
+# pins them). Without npm the book still builds: book/_ext/hfl_book.py then warns, and math loads
+# from a CDN, so it shows as raw TeX offline.
+NPM_STAMP := node_modules/.package-lock.json
+
+$(NPM_STAMP): package.json package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund; \
+	else echo "make book: npm (Node.js) not found, so MathJax is not installed: math will load from a CDN." \
+	     "Install Node.js and npm (Debian: apt-get install nodejs npm) for a book that works offline."; fi
+
+book: $(STAMP) $(NPM_STAMP)
 	HFL_BOOK_BUILD=1 $(BIN)/jupyter-book build . --path-output .
 	@echo "The book is in _build/html/index.html"
 
@@ -35,4 +45,4 @@ browser: book
 test: unit notebooks browser
 
 clean:
-	rm -rf _build
+	rm -rf _build node_modules

@@ -3,15 +3,19 @@
 Data loading, crops, targets, the network, the losses and the optimiser all take part: if any of
 them silently breaks (a wrong frame, a joint order, a detached branch, a target in the wrong
 box), the network can no longer fit a handful of images and this test fails. It trains the CPU
-preset from random weights with the preset's own loss weights on 16 images of
-``data_samples/ho3d`` (full batch, no augmentation, one thread so that it repeats exactly) and
-then checks, on those images, in evaluation mode:
+preset from random weights on 16 images of ``data_samples/ho3d`` (full batch, no augmentation,
+Adam at 1e-3, one thread so that it repeats exactly) and then checks, on those images, in
+evaluation mode:
 
 * the hand's articulation is fitted: PA-MPJPE below half of the mean pose's (the mean training
   pose of the same 16 images, Procrustes-aligned, which already scores about 11 mm);
 * the object's votes are fitted: the median pixel error of the votes of the cells next to each
   control point (3 x 3 cells around it) below 3 px, where a zero vote (every cell voting for its
   own centre) misses by about 3.7 px.
+
+The paper's loss weights get there too, but slowly (votes 3.2 px after 600 steps); with the pose
+term at 1000 and the vote term at 5000 the fit takes 400 steps (votes 2.3 px, PA-MPJPE a third
+of the mean pose's), a few minutes on one core.
 """
 from __future__ import annotations
 
@@ -31,7 +35,8 @@ from hfl_lite.threads import cpu_threads
 from hfl_lite.training.cli import HFLStep
 from hfl_lite.training.evaluate import MeanPoseBaseline
 
-IMAGES, STEPS, LR = 16, 600, 1e-3
+IMAGES, STEPS, LR = 16, 400, 1e-3
+WEIGHTS = {"mano_pose": 1000.0, "obj_offset": 5000.0}
 
 
 @pytest.mark.slow
@@ -46,7 +51,7 @@ def test_pipeline_fits_sixteen_training_images():
         with cpu_threads(1):
             torch.manual_seed(0)
             model = HFLNet(preset)
-            step = HFLStep(loss_weights(preset.loss_weights))
+            step = HFLStep(loss_weights(WEIGHTS))
             optimizer = torch.optim.Adam(model.parameters(), lr=LR)
             for _ in range(STEPS):
                 optimizer.zero_grad()

@@ -315,7 +315,7 @@ def test_a_few_steps_on_synthetic_samples_lower_the_loss():
     before = loss_now()
     assert set(before) == {"joints2d", "verts3d", "joints3d", "mano_pose", "mano_shape", "obj_offset", "obj_conf", "total"}
     assert all(math.isfinite(v) and v > 0 for v in before.values())
-    for _ in range(10):
+    for _ in range(20):  # the reference initialisation starts the heads small: a slower first few steps
         optimizer.zero_grad()
         step(model, batch)["total"].backward()
         optimizer.step()

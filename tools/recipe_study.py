@@ -12,8 +12,9 @@ mean-pose baselines. The configurations differ in one thing at a time:
   (``--pool-images``, seed 11) that the run goes through about once;
 * augmentation: the paper's (crop jitter, scale, rotation, blur, colour) on or off;
 * loss weights: the paper's, a strong MANO pose term (``mano_pose=1000``), the
-  ``articulation3d`` term (finger rotations posed with the true global rotation), and the 2D
-  term raised to 1e4 (the previous shipped checkpoint's recipe).
+  ``articulation3d`` term (finger rotations posed with the true global rotation), the 2D term
+  raised to 1e4 (the previous shipped checkpoint's recipe), and a strong pose term together with
+  a strong vote term (``obj_offset=5000``).
 
 Everything goes under ``--out``: ``data_pool/``, ``data_fixed/`` (the first images of the pool,
 linked, not copied), ``heldout/``, one run folder per configuration (``last.pt``, logs,
@@ -45,20 +46,22 @@ CONFIGS = {
     "fresh+aug": ("pool", True, []),
     "fresh+aug, mano_pose=1000": ("pool", True, ["mano_pose=1000"]),
     "fresh+aug, articulation3d=1e4": ("pool", True, ["articulation3d=1e4"]),
-    "fresh+aug, mano_pose=1000, articulation3d=1e4": ("pool", True, ["mano_pose=1000", "articulation3d=1e4"]),
     "fresh+aug, joints2d=1e4": ("pool", True, ["joints2d=1e4"]),
+    "fresh+aug, mano_pose=1000, obj_offset=5000": ("pool", True, ["mano_pose=1000", "obj_offset=5000"]),
 }
-FULL = {"pool_images": 12000, "fixed_images": 2000, "steps": 1500, "batch": 32, "lr": "1e-3", "lr_step_steps": 1000,
+FULL = {"pool_images": 12000, "fixed_images": 2000, "steps": 1000, "batch": 32, "lr": "1e-3", "lr_step_steps": 700,
         "heldout": HELDOUT["images"]}
 TINY = {"pool_images": 8, "fixed_images": 4, "steps": 2, "batch": 2, "lr": "1e-3", "lr_step_steps": 1, "heldout": 4}
 METRICS = ("finger_angle_deg", "articulation_mpjpe_mm", "pa_mpjpe_mm", "mpjpe_mm", "root_error_median_mm",
            "rep_median_px", "add_median_mm", "add_01d_mean_objects_pct")
 
 
-def _run(args: list[str]) -> None:
+def _run(args: list[str], threads: int | None = None) -> None:
     command = [sys.executable, "-m", "hfl_lite", *args]
     print("$ python -m hfl_lite " + shlex.join(args), flush=True)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    if threads:  # torch reads it at start-up
+        env["OMP_NUM_THREADS"] = str(threads)
     done = subprocess.run(command, cwd=ROOT, env=env)
     if done.returncode != 0:
         raise SystemExit(f"recipe_study: `python -m hfl_lite {args[0]}` failed (exit {done.returncode}); "
@@ -119,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tiny", action="store_true", help="a few images and 2 steps per configuration")
     p.add_argument("--configs", nargs="+", choices=list(CONFIGS), help="a subset of the configurations (default: all)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="synth worker processes (default: all cores)")
+    p.add_argument("--threads", type=int, help="torch threads of each training run (default: torch's own)")
     args = p.parse_args(argv)
     budget = TINY if args.tiny else FULL
     out = args.out.resolve()
@@ -135,10 +139,14 @@ def main(argv: list[str] | None = None) -> int:
         if not (run / "eval" / "metrics.json").is_file():
             if not (run / "done").is_file():
                 options = _train_options(config, budget, data, heldout)
-                _run(["train", *options, "--out", str(run), *(["--resume"] if (run / "last.pt").is_file() else [])])
+                # a run killed before its first checkpoint left only logs: start it again
+                again = ["--resume"] if (run / "last.pt").is_file() else ["--overwrite"] if run.exists() else []
+                _run(["train", *options, "--out", str(run), *again], args.threads)
                 (run / "done").write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
+            # the baselines average the fixed set's 2,000 images (the whole pool would only take longer)
             _run(["eval", "--checkpoint", str(run / "last.pt"), "--dataset", "ho3d", "--root", str(heldout),
-                  "--split", "evaluation", "--baselines", "--no-submission", "--out", str(run / "eval")])
+                  "--split", "evaluation", "--baselines", "--baseline-root", str(fixed), "--no-submission",
+                  "--out", str(run / "eval")])
         rows.append(_row(config, run, budget))
         baseline = baseline or json.loads((run / "eval" / "metrics.json").read_text()).get("baseline_mean_pose")
     if baseline:
