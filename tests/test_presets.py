@@ -27,6 +27,15 @@ def test_cpu_preset_is_smaller_and_consistent():
     assert cpu.roi_size == cpu.image_size // 8 and cpu.roi_size % 16 == 0
 
 
+def test_preset_loss_weights_name_real_terms_and_the_paper_keeps_its_own():
+    from hfl_lite.losses import LOSS_WEIGHTS, loss_weights
+
+    assert get_preset("paper").loss_weights == () and loss_weights(get_preset("paper").loss_weights) == LOSS_WEIGHTS
+    cpu = dict(get_preset("cpu").loss_weights)
+    assert cpu and set(cpu) <= set(LOSS_WEIGHTS)
+    assert loss_weights(get_preset("cpu").loss_weights) == {**LOSS_WEIGHTS, **cpu}
+
+
 def test_get_preset_default_and_environment(monkeypatch):
     monkeypatch.delenv(ENV_VAR, raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -58,3 +58,30 @@ def test_the_installed_copy_comes_first_then_the_checkout_then_an_error(tmp_path
     done = _where(site)
     assert done.returncode != 0 and "SamplesNotFoundError" in done.stderr
     assert str(installed) in done.stderr and str(checkout) in done.stderr and SAMPLES_ENV in done.stderr
+
+
+def _files(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_the_heldout_set_is_rendered_the_same_whatever_the_workers_and_mano_root(tmp_path, monkeypatch):
+    from hfl_lite.samples import HELDOUT_SEED, heldout_command, heldout_root, render_heldout
+
+    a = render_heldout(tmp_path / "a", frames=3, workers=1, progress=False)
+    monkeypatch.setenv("MANO_ROOT", str(tmp_path / "no_such_mano"))  # the held-out set ignores it
+    b = render_heldout(tmp_path / "b", frames=3, workers=2, progress=False)
+    files = _files(a)
+    assert files == _files(b)
+    assert len((a / "evaluation.txt").read_text().split()) == 3 and (a / "train.txt").read_text().split() == []
+    assert sum(name.endswith(".jpg") for name in files) == 3
+    assert heldout_command("X")[heldout_command("X").index("--seed") + 1] == str(HELDOUT_SEED)
+
+    # heldout_root renders into the cache once and then only returns the folder
+    monkeypatch.setenv("HFL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("hfl_lite.samples.HELDOUT_FRAMES", 3)
+    monkeypatch.setattr("hfl_lite.samples.render_heldout",
+                        lambda folder, progress: render_heldout(folder, frames=3, workers=1, progress=progress))
+    folder = heldout_root(progress=False)
+    assert folder.parent == tmp_path / "cache" and _files(folder) == files
+    monkeypatch.setattr("hfl_lite.samples.render_heldout", lambda *a, **k: pytest.fail("rendered twice"))
+    assert heldout_root(progress=False) == folder
