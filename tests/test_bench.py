@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from hfl_lite.bench import book, cli, settings, timing, train
+from hfl_lite.bench import book, cli, load, settings, timing, train
 
 
 def test_tiny_run_writes_every_section(tmp_path):
@@ -52,7 +52,9 @@ def test_tiny_run_writes_every_section(tmp_path):
     assert ratio["flop_ratio"] > ratio["flop_ratio_without_fpn"] > 1  # two streams cost more than one ResNet-50
     for r in records["epnp"] + records["voting"]:
         assert r["speedup"] > 0 and r["cpu_speedup"] > 0 and r["torch_rot_deg"] < 5 and r["opencv_rot_deg"] < 5
-    assert [r["batch"] for r in records["epnp"]] == [1, 16]
+    loaded = os.cpu_count()  # the second pass runs with one busy process per CPU
+    assert [(r["batch"], r["load"]) for r in records["epnp"]] == [(1, 0), (16, 0), (1, loaded), (16, loaded)]
+    assert records["epnp"][2]["case"].endswith(f"{loaded} busy processes competing")
     assert records["data"][0]["samples"] == 8 and records["data"][0]["samples_per_s"] > 0
     assert records["data"][1]["samples"] == 8 and records["data"][1]["main_cpu_ms_per_sample"] > 0
     assert records["render"][0]["images_per_s"] > 0
@@ -143,5 +145,24 @@ def test_sections_and_settings():
     assert tiny.tiny and tiny.infer_batches == (3,) and tiny.repeats == 2 and tiny.infer_preset == "cpu"
     full = settings.make_settings(device="cpu")
     assert full.infer_preset == "paper" and full.infer_batches == (1, 32) and full.epnp_batches == (1, 64, 1024)
+    assert full.voting_batches == (1, 64, 1024) and full.load_processes == os.cpu_count()
+    assert settings.make_settings(device="cpu", load_processes=0).load_processes == 0
     failed = {"sections": {"peak": {"records": [], "error": "RuntimeError: boom", "seconds": 0.0}}}
     assert "| peak | (failed) | | RuntimeError: boom |" in cli.format_table(failed)
+
+
+def test_competing_load_is_bounded_and_always_stopped():
+    with load.competing_load(1, max_seconds=60) as busy:
+        assert len(busy) == 1 and busy[0].poll() is None  # spinning
+    assert busy[0].poll() is not None  # stopped with the block
+    with pytest.raises(RuntimeError, match="boom"):
+        with load.competing_load(1, max_seconds=60) as busy:
+            raise RuntimeError("boom")
+    assert busy[0].poll() is not None  # stopped on an error too
+    with load.competing_load(1, max_seconds=0.5) as busy:
+        busy[0].wait(timeout=30)  # ends by itself after max_seconds
+    with load.competing_load(0) as busy:
+        assert busy == []
+    with pytest.raises(ValueError, match="processes must be in"):
+        with load.competing_load(os.cpu_count() + 1):
+            pass

@@ -205,3 +205,117 @@ def test_general_intrinsics_with_skew():
     uvw = np.einsum("bij,bnj->bni", K, np.einsum("bij,bnj->bni", R, X) + t[:, None])
     rot, tr = pose_errors(*run(X, uvw[..., :2] / uvw[..., 2:], K), R, t)
     assert rot.max() < 0.01 and tr.max() < 1e-4
+
+
+def test_thin_point_sets_get_proper_rotations_as_accurate_as_opencv():
+    """Nearly planar objects (one principal spread a fiftieth of the others, well above the
+    degeneracy limit), where noise can place the points as their mirror image: the pose is a
+    rotation (det +1), as accurate as OpenCV's EPnP."""
+    X, x, K, R, t = make_problems(300, 12, noise_px=1.0, seed=12)
+    X = X.copy()
+    X[:, :, 2] *= 0.02
+    uvw = np.einsum("ij,bnj->bni", K_NP, np.einsum("bij,bnj->bni", R, X) + t[:, None])
+    x = uvw[..., :2] / uvw[..., 2:] + np.random.default_rng(12).standard_normal(x.shape)
+    R_est, t_est = run(X, x, K)
+    np.testing.assert_allclose(np.linalg.det(R_est), 1.0, atol=1e-9)
+    np.testing.assert_allclose(R_est @ R_est.transpose(0, 2, 1), np.broadcast_to(np.eye(3), R_est.shape), atol=1e-9)
+    rot, tr = pose_errors(R_est, t_est, R, t)
+    rot_cv, tr_cv = pose_errors(*opencv(X, x, K, cv2.SOLVEPNP_EPNP), R, t)
+    assert np.median(rot) <= 1.05 * np.median(rot_cv)
+    assert np.median(tr) <= 1.05 * np.median(tr_cv)
+
+
+def test_procrustes_rotation_matches_svd():
+    """The final rotation fit (scaled Newton steps to the polar factor of the cross-covariance
+    A = D L^T of the camera displacements D of the control points c_0 + L e_k, with the weakest
+    direction flipped first where A is a reflection) against the SVD solution, on nearly rigid
+    geometries of point sets whose principal spreads differ by up to the degeneracy limit,
+    a third of them placed as mirror images."""
+    from hfl_lite.geometry.epnp import _POLAR_STEPS, _polar_rotation
+
+    rng = np.random.default_rng(0)
+    B = 300
+    R_true = Rotation.random(B, random_state=1).as_matrix()
+    V = Rotation.random(B, random_state=2).as_matrix()
+    spreads = 0.05 * np.stack([np.ones(B), rng.uniform(0.3, 1, B), 10 ** rng.uniform(-3, 0, B)], -1)
+    L = np.linalg.cholesky(V @ (spreads[:, :, None] ** 2 * V.transpose(0, 2, 1)))
+    thin = V[:, :, 2]
+    mirror = np.where((rng.random(B) < 0.3)[:, None, None], np.eye(3) - 2 * thin[:, :, None] * thin[:, None, :], np.eye(3))
+    D = R_true @ mirror @ L + 1e-4 * rng.standard_normal((B, 3, 3))  # not quite rigid
+    A = D @ L.transpose(0, 2, 1)
+    U, _, Vt = np.linalg.svd(A)
+    flip = np.stack([np.ones(B), np.ones(B), np.sign(np.linalg.det(U @ Vt))], -1)
+    R_svd = U @ (Vt * flip[:, :, None])
+    R = _polar_rotation(torch.from_numpy(np.ascontiguousarray(A.transpose(1, 2, 0))), _POLAR_STEPS)
+    np.testing.assert_allclose(R.permute(2, 0, 1).numpy(), R_svd, atol=1e-9)
+
+
+
+def test_procrustes_rotation_gradient_where_singular_values_repeat():
+    """A proper cross-covariance with repeated singular values (an isotropic point set, placed
+    rigidly): the reflection branch is not taken, and its unused eigenvector must not turn the
+    gradient into NaN; the gradient matches finite differences."""
+    from hfl_lite.geometry.epnp import _POLAR_STEPS, _polar_rotation
+
+    R0 = torch.from_numpy(Rotation.from_rotvec([0.3, -0.2, 0.1]).as_matrix())
+    A = torch.stack([0.25 * torch.eye(3, dtype=torch.float64), 0.25 * R0,
+                     R0 @ torch.diag(torch.tensor([2.0, 2.0, 1.0], dtype=torch.float64))], -1)
+    assert torch.autograd.gradcheck(lambda a: _polar_rotation(a, _POLAR_STEPS), (A.requires_grad_(True),),
+                                    eps=1e-6, atol=1e-5, rtol=1e-4)
+
+def test_solver_has_no_host_synchronisation():
+    """The whole solver runs on tensors without data (device 'meta'): no step reads a value
+    back to the host or branches on one, which is what a CUDA graph needs."""
+    X, x, K = (torch.zeros(*shape, device="meta", dtype=torch.float64) for shape in ((5, 9, 3), (5, 9, 2), (5, 3, 3)))
+    R, t, valid = epnp(X, x, K, torch.ones(5, 9, device="meta"), return_valid=True, refine_iters=2)
+    assert R.shape == (5, 3, 3) and t.shape == (5, 3) and valid.shape == (5,) and R.device.type == "meta"
+
+
+def test_static_replay_equals_the_solver():
+    """The buffers of the CUDA-graph replay (run here without a graph): new problems of the
+    recorded shape are copied in and the results copied out, equal to a direct call."""
+    from hfl_lite.geometry.epnp import _epnp
+    from hfl_lite.geometry.graphs import StaticReplay
+
+    def solve(X, x, K):
+        return _epnp(X, x, K, None, 4, 3, 0)
+
+    problems = [[torch.from_numpy(a) for a in make_problems(16, 10, noise_px=1.0, seed=s)[:3]] for s in (20, 21, 22)]
+    replay = StaticReplay(solve, tuple(problems[0]), graph=False)
+    outputs = [replay(*p) for p in problems]
+    for p, (R, t, valid) in zip(problems, outputs):
+        R_ref, t_ref, valid_ref = epnp(*p, return_valid=True)
+        assert torch.equal(R, R_ref) and torch.equal(t, t_ref) and torch.equal(valid, valid_ref)
+    assert not torch.equal(outputs[0][0], outputs[1][0])  # the results belong to the caller
+    with pytest.raises(ValueError, match=r"recorded for \(16, 10, 3\)"):
+        replay(torch.zeros(8, 10, 3, dtype=torch.float64), *problems[0][1:])
+    with pytest.raises(ValueError, match="cuda_graph=True needs CUDA tensors"):
+        epnp(*problems[0], cuda_graph=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU (none here)")
+def test_cuda_graph_equals_eager_on_the_gpu():
+    for B in (1, 64):
+        for seed in (30, 31):  # the second call replays the graph recorded by the first
+            X, x, K = (torch.from_numpy(a).cuda() for a in make_problems(B, 21, noise_px=1.0, seed=seed + B)[:3])
+            R_g, t_g, v_g = epnp(X, x, K, return_valid=True, cuda_graph=True)
+            R_e, t_e, v_e = epnp(X, x, K, return_valid=True)
+            torch.testing.assert_close(R_g, R_e, rtol=0, atol=1e-12)
+            torch.testing.assert_close(t_g, t_e, rtol=0, atol=1e-12)
+            assert torch.equal(v_g, v_e)
+
+
+def test_ransac_repeats_for_a_seed_whatever_the_thread_count():
+    from hfl_lite.threads import cpu_threads
+
+    X, x, K, R, t = make_problems(32, 60, noise_px=0.5, seed=13)
+    rng = np.random.default_rng(13)
+    outlier = rng.random((32, 60)) < 0.3
+    x = np.where(outlier[..., None], rng.uniform(0, [W, H], (32, 60, 2)), x)
+    runs = []
+    for threads in (1, 2, 1):
+        with cpu_threads(threads):
+            runs.append(epnp_ransac(*(torch.from_numpy(a) for a in (X, x, K)), generator=torch.Generator().manual_seed(5)))
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            assert torch.equal(a, b)

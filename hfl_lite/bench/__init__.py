@@ -14,14 +14,16 @@ Sections (``--sections``, default all but ``book``, which ``--book`` adds), one 
     inference  HFLNet forward, plain and fast, images/s and GFLOP/s (paper preset, 256 x 256)
     train      one training step (forward, loss, backward, Adam) per preset: images/s, peak memory
     backbone   HFL-Net's backbone beside torchvision's ResNet-50 at the same input size
-    epnp       batched EPnP against a loop over cv2.solvePnP (module ``epnp``, with ``voting``)
+    epnp       batched EPnP against a loop over cv2.solvePnP, also under a competing CPU load and,
+               on a GPU, as a CUDA graph (module ``epnp``, with ``voting``)
     voting     votes -> pose (top-10 voting + RANSAC EPnP) against the reference's loop
     data       DataLoader samples/s with 2 workers on the samples' ho3d set; --cache fill rate
     render     synthetic-scene renderer images/s (:mod:`hfl_lite.synth.render`)
     book       execution time of each chapter in _toc.yml and of the whole book (HFL_PRESET=cpu)
 
-``timing`` holds the measuring helpers they share, ``settings`` the sizes of a run and the form
-of a result row, ``cli`` the command. ``--tiny`` shrinks every section (small sizes, one run
+``timing`` holds the measuring helpers they share, ``load`` the competing CPU load of the
+``epnp`` section's second pass, ``settings`` the sizes of a run and the form of a result row,
+``cli`` the command. ``--tiny`` shrinks every section (small sizes, one run
 each, the CPU preset for the network) so that the whole command takes a minute or two on a
 small CPU; its figures only show that everything runs. Everything but ``book`` works from an
 installed package: the data samples come from :func:`hfl_lite.samples.samples_root`; the book

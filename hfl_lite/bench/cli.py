@@ -123,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sections", default=None, help="comma-separated sections to run (default: all but book)")
     parser.add_argument("--book", action="store_true", help="also execute every chapter (takes minutes)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads for the whole run")
+    parser.add_argument("--load-processes", type=int, default=None,
+                        help="busy processes competing with the epnp section's second pass (default: one per CPU on a "
+                             "CPU run; 0 skips that pass)")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per figure (median reported)")
     parser.add_argument("--batches", type=_batches, default=None, help="inference batch sizes, e.g. 1,32")
     parser.add_argument("--book-root", default=None,
@@ -132,8 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.device is not None and args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: CUDA is not available on this machine")
     sections = _sections(args.sections, args.book)
+    if args.load_processes is not None and not 0 <= args.load_processes <= (os.cpu_count() or 1):
+        parser.error(f"--load-processes {args.load_processes}: must be between 0 and {os.cpu_count()} (this machine's CPUs)")
     settings = make_settings(args.tiny, args.device, threads=args.threads, repeats=args.repeats,
-                             infer_batches=args.batches, book_root=args.book_root)
+                             infer_batches=args.batches, book_root=args.book_root, load_processes=args.load_processes)
     with cpu_threads(args.threads):
         result = run(sections, settings, log=lambda msg: print(msg, file=sys.stderr, flush=True))
     result["meta"]["command"] = "python -m hfl_lite bench " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -1,9 +1,12 @@
 """The ``epnp`` and ``voting`` sections: batched torch EPnP and vote-to-pose against OpenCV loops.
 
 Both sides run in the same process on the same problems, so the ratio is meaningful on the
-machine at hand (absolute times are not). :func:`bench_epnp` / :func:`bench_voting` each return
-a list of dict rows; :func:`bench_epnp_section` / :func:`bench_voting_section` turn them into the
-command's records (``python -m hfl_lite bench --sections epnp,voting``).
+machine at hand (absolute times are not). The EPnP section also measures both sides while a
+competing CPU load runs (:func:`hfl_lite.bench.load.competing_load`: busy processes started and
+stopped by the section), and on a GPU also the solver replayed as a CUDA graph.
+:func:`bench_epnp` / :func:`bench_voting` each return a list of dict rows;
+:func:`bench_epnp_section` / :func:`bench_voting_section` turn them into the command's records
+(``python -m hfl_lite bench --sections epnp,voting``).
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from hfl_lite.geometry import (control_points_from_bounds, epnp, offset_targets,
 from hfl_lite.presets import pick_device
 from hfl_lite.threads import cpu_threads
 
+from .load import competing_load
 from .settings import Settings, record
 from .timing import timed
 
@@ -49,35 +53,43 @@ def _opencv_loop(X, x, K) -> tuple[np.ndarray, np.ndarray]:
 
 
 def bench_epnp(batches=(1, 64, 1024), repeats: int = 5, num_points: int = 21, noise_px: float = 1.0,
-               device: str | None = None, seed: int = 0, threads: int | None = None) -> list[dict]:
+               device: str | None = None, seed: int = 0, threads: int | None = None,
+               load_processes: int = 0) -> list[dict]:
     """Time batched :func:`hfl_lite.geometry.epnp` (float32 in, float64 inside) against a Python
     loop over ``cv2.solvePnP(..., flags=SOLVEPNP_EPNP)`` on the same random problems
     (object-sized point clouds 0.3-1 m away, ``noise_px`` Gaussian pixel noise).
 
-    Returns one row per batch size: ``batch, points, device, torch_ms, opencv_ms, speedup``
-    (OpenCV time / torch time, median wall times), ``torch_cpu_ms, opencv_cpu_ms, cpu_speedup``
-    (the same with process CPU time, the steadier figure on a CPU shared with other work; not
-    meaningful on a GPU) and the median rotation (degrees) and relative translation errors of
-    both. ``threads`` sets torch's CPU threads for the run (on a busy shared CPU, 1 avoids
-    OpenMP waits).
+    Returns one row per batch size, variant (``eager``; on CUDA also ``cuda graph``,
+    ``epnp(..., cuda_graph=True)``) and load (0, then ``load_processes`` busy processes on a
+    CPU, both sides measured under the same load): ``batch, points, device, variant, load,
+    torch_ms, opencv_ms, speedup`` (OpenCV time / torch time, median wall times),
+    ``torch_cpu_ms, opencv_cpu_ms, cpu_speedup`` (the same with process CPU time, the steadier
+    figure on a CPU shared with other work; not meaningful on a GPU) and the median rotation
+    (degrees) and relative translation errors of both. ``threads`` sets torch's CPU threads for
+    the run (the solver itself uses one thread for batches of ordinary size).
     """
     dev = torch.device(device) if device else pick_device()
+    variants = {"eager": {}} | ({"cuda graph": {"cuda_graph": True}} if dev.type == "cuda" else {})
+    problems = {B: random_pnp_problems(B, num_points, noise_px=noise_px, generator=torch.Generator().manual_seed(seed))
+                for B in batches}
     rows = []
-    for B in batches:
-        p = random_pnp_problems(B, num_points, noise_px=noise_px, generator=torch.Generator().manual_seed(seed))
-        X, x, K = (p[k].float().to(dev) for k in ("points_3d", "points_2d", "K"))
-        with cpu_threads(threads):
-            torch_ms, torch_cpu, (R_t, t_t) = _timed_ms(lambda: epnp(X, x, K), repeats, dev)
-        Xn, xn, Kn = (p[k].numpy() for k in ("points_3d", "points_2d", "K"))
-        cv_ms, cv_cpu, (R_c, t_c) = _timed_ms(lambda: _opencv_loop(Xn, xn, Kn), max(1, repeats // 2),
-                                              torch.device("cpu"))
-        R_true, t_true = p["R"].numpy(), p["t"].numpy()
-        rot_t, tr_t = _errors(R_t.double().cpu().numpy(), t_t.double().cpu().numpy(), R_true, t_true)
-        rot_c, tr_c = _errors(R_c, t_c, R_true, t_true)
-        rows.append(dict(bench="epnp", batch=B, points=num_points, device=str(dev), torch_ms=torch_ms, opencv_ms=cv_ms,
-                         speedup=cv_ms / torch_ms, torch_cpu_ms=torch_cpu, opencv_cpu_ms=cv_cpu,
-                         cpu_speedup=cv_cpu / torch_cpu, torch_rot_deg=rot_t, opencv_rot_deg=rot_c,
-                         torch_trans_rel=tr_t, opencv_trans_rel=tr_c))
+    for load in (0, load_processes) if load_processes and dev.type == "cpu" else (0,):
+        with competing_load(load):
+            for B, p in problems.items():
+                X, x, K = (p[k].float().to(dev) for k in ("points_3d", "points_2d", "K"))
+                Xn, xn, Kn = (p[k].numpy() for k in ("points_3d", "points_2d", "K"))
+                cv_ms, cv_cpu, (R_c, t_c) = _timed_ms(lambda: _opencv_loop(Xn, xn, Kn), max(1, repeats // 2),
+                                                      torch.device("cpu"))
+                R_true, t_true = p["R"].numpy(), p["t"].numpy()
+                rot_c, tr_c = _errors(R_c, t_c, R_true, t_true)
+                for variant, kwargs in variants.items():
+                    with cpu_threads(threads), torch.no_grad():
+                        torch_ms, torch_cpu, (R_t, t_t) = _timed_ms(lambda: epnp(X, x, K, **kwargs), repeats, dev)
+                    rot_t, tr_t = _errors(R_t.double().cpu().numpy(), t_t.double().cpu().numpy(), R_true, t_true)
+                    rows.append(dict(bench="epnp", batch=B, points=num_points, device=str(dev), variant=variant, load=load,
+                                     torch_ms=torch_ms, opencv_ms=cv_ms, speedup=cv_ms / torch_ms, torch_cpu_ms=torch_cpu,
+                                     opencv_cpu_ms=cv_cpu, cpu_speedup=cv_cpu / torch_cpu, torch_rot_deg=rot_t,
+                                     opencv_rot_deg=rot_c, torch_trans_rel=tr_t, opencv_trans_rel=tr_c))
     return rows
 
 
@@ -149,7 +161,8 @@ def bench_voting(batches=(1, 64, 256), grid: int = 32, repeats: int = 3, vote_no
         cv_ms, cv_cpu, (R_c, t_c) = _timed_ms(loop, max(1, repeats // 2), torch.device("cpu"))
         rot_t, tr_t = _errors(pose.R.double().cpu().numpy(), pose.t.double().cpu().numpy(), s["R"], s["t"])
         rot_c, tr_c = _errors(R_c, t_c, s["R"], s["t"])
-        rows.append(dict(bench="votes->pose", batch=B, points=21 * 10, device=str(dev), torch_ms=torch_ms,
+        rows.append(dict(bench="votes->pose", batch=B, points=21 * 10, device=str(dev), variant="eager", load=0,
+                         torch_ms=torch_ms,
                          opencv_ms=cv_ms, speedup=cv_ms / torch_ms, torch_cpu_ms=torch_cpu, opencv_cpu_ms=cv_cpu,
                          cpu_speedup=cv_cpu / torch_cpu, torch_rot_deg=rot_t, opencv_rot_deg=rot_c,
                          torch_trans_rel=tr_t, opencv_trans_rel=tr_c))
@@ -160,7 +173,12 @@ def _pnp_records(section: str, rows: list[dict]) -> list[dict]:
     def cpu(r):  # process CPU time is a steadier yardstick on a shared CPU, meaningless on a GPU
         return f" (CPU time: {r['cpu_speedup']:.2f}x)" if r["device"].startswith("cpu") else ""
 
-    return [record(section, f"{r['bench']}, batch {r['batch']}, {r['points']} points",
+    def case(r):
+        graph = ", CUDA graph" if r["variant"] == "cuda graph" else ""
+        load = f", {r['load']} busy processes competing" if r["load"] else ""
+        return f"{r['bench']}, batch {r['batch']}, {r['points']} points{graph}{load}"
+
+    return [record(section, case(r),
                    f"{r['speedup']:.2f}x the OpenCV loop",
                    f"torch {r['torch_ms']:,.2f} ms vs OpenCV {r['opencv_ms']:,.2f} ms{cpu(r)}; median rotation error "
                    f"{r['torch_rot_deg']:.3f} / {r['opencv_rot_deg']:.3f} deg, translation "
@@ -168,8 +186,10 @@ def _pnp_records(section: str, rows: list[dict]) -> list[dict]:
 
 
 def bench_epnp_section(s: Settings, context: dict) -> list[dict]:
-    """Batched EPnP against a loop over ``cv2.solvePnP(..., SOLVEPNP_EPNP)`` (:func:`bench_epnp`)."""
-    rows = bench_epnp(batches=s.epnp_batches, repeats=max(1, s.repeats), device=s.device, threads=s.threads)
+    """Batched EPnP against a loop over ``cv2.solvePnP(..., SOLVEPNP_EPNP)``, also under a
+    competing load and, on a GPU, as a CUDA graph (:func:`bench_epnp`)."""
+    rows = bench_epnp(batches=s.epnp_batches, repeats=max(1, s.repeats), device=s.device, threads=s.threads,
+                      load_processes=s.load_processes)
     return _pnp_records("epnp", rows)
 
 

@@ -1,6 +1,7 @@
 """Sizes and repeats of every benchmark section, and the form of one result row."""
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 
 import torch
@@ -30,14 +31,17 @@ class Settings:
     render_images: int
     threads: int | None  # torch CPU threads for the EPnP and voting sections (None: torch's setting)
     book_root: str | None = None  # checkout whose chapters the book section runs (None: the package's checkout)
+    load_processes: int = 0  # busy processes competing with the EPnP section's second pass (0: none)
 
 
 def make_settings(tiny: bool = False, device: str | torch.device | None = None, threads: int | None = None,
                   repeats: int | None = None, infer_batches: tuple[int, ...] | None = None,
-                  book_root: str | None = None) -> Settings:
+                  book_root: str | None = None, load_processes: int | None = None) -> Settings:
     """The settings for a full run on ``device`` (default: CUDA when available), or ``tiny``
     ones that only check that every section works. ``repeats`` and ``infer_batches``
-    override the defaults; ``book_root`` is the checkout whose chapters the book section runs."""
+    override the defaults; ``book_root`` is the checkout whose chapters the book section runs;
+    ``load_processes`` the busy processes of the EPnP section's pass under load (default: one
+    per CPU, as many as the machine has cores, on a CPU run; 0 on a GPU)."""
     from hfl_lite.presets import get_preset, pick_device
 
     dev = torch.device(device) if device is not None else pick_device()
@@ -49,15 +53,17 @@ def make_settings(tiny: bool = False, device: str | torch.device | None = None, 
         train = (("paper", get_preset("paper").batch_size), ("cpu", get_preset("cpu").batch_size)) if cuda else \
             (("paper", 4), ("cpu", get_preset("cpu").batch_size))
         s = Settings(str(dev), False, 10 if cuda else 3, 30.0, 8192 if cuda else 2048, "paper", (1, 32), train,
-                     256, 32 if cuda else 1, (1, 64, 1024), (1, 64, 256), 32, 48, 2, 20, threads)
-    changes = {}
+                     256, 32 if cuda else 1, (1, 64, 1024), (1, 64, 1024), 32, 48, 2, 20, threads)
+    changes = {"load_processes": 0 if cuda else os.cpu_count() or 1}
+    if load_processes is not None:
+        changes["load_processes"] = load_processes
     if repeats is not None:
         changes["repeats"] = repeats
     if infer_batches is not None:
         changes["infer_batches"] = tuple(infer_batches)
     if book_root is not None:
         changes["book_root"] = str(book_root)
-    return Settings(**{**asdict(s), **changes}) if changes else s
+    return Settings(**{**asdict(s), **changes})
 
 
 def record(section: str, case: str, value: str, details: str = "", **numbers) -> dict:

@@ -2,37 +2,50 @@
 
 Given object points ``X_i`` (metres, object frame), their pixel observations ``x_i`` and the
 intrinsics ``K``, find ``R, t`` with ``x_i ~ project(K (R X_i + t))``. EPnP writes every point
-as a weighted sum of four virtual *control points* ``c_j`` (barycentric coordinates
-``alpha_ij``), so the unknowns shrink to the twelve camera coordinates of the control points:
+as a weighted sum of four virtual *control points* ``c_j``, so the unknowns shrink to the twelve
+camera coordinates of the control points:
 
-1. Control points: the weighted centroid and the centroid moved by one standard deviation
-   along each principal direction of the points.
-2. Barycentric coordinates ``alpha [N, 4]`` (they sum to one, so they hold in any frame).
-3. Each correspondence gives two linear equations in the 12 unknowns, ``M [2N, 12]``;
-   the solution lies (up to noise) in the span of the ``n = 1..4`` eigenvectors of
-   ``M^T W M`` with the smallest eigenvalues: ``c^cam = sum_k beta_k v_k``. Rather than
-   decomposing the 12 x 12 matrix, we use its structure: for given depth coordinates the
-   best x and y coordinates follow linearly, which leaves a 4-dimensional subspace that
-   holds the null space of ``M`` (exactly, for noise-free data); the Rayleigh-Ritz vectors of
-   ``M^T W M`` in it (a 4 x 4 generalised eigenproblem) serve as the ``v_k``.
+1. Control points: the weighted centroid ``c_0`` and ``c_k = c_0 + L e_k``, with ``L`` the
+   Cholesky factor of the points' weighted covariance. In the whitened coordinates
+   ``a_i = L^-1 (X_i - c_0)`` a camera point is ``c_0 + sum_k a_ik (c_k - c_0)``.
+2. The data enter only through weighted moments: one batched matrix product gives the sums
+   of ``w_i f_i p_i`` for ``f = (1, u, v, u^2 + v^2)`` (normalised image coordinates) and the
+   products ``p`` of the centred point coordinates; whitening is then a 3 x 3 congruence per
+   problem, and nothing after this step grows with N.
+3. Each correspondence gives two linear equations in the 12 unknowns (``M x = 0``). For given
+   depth coordinates the best x and y coordinates follow linearly, which leaves a
+   4-dimensional subspace holding the null space of ``M`` and the 4 x 4 matrix ``S`` of the
+   remaining algebraic error. Its generalised eigenvectors (metric of the control points),
+   from the smallest eigenvalue up, are approximated by one shift-and-invert step and a
+   Cholesky QR factorisation: they only seed the starting points of step 4.
 4. The betas come from the six control-point distances, which a rigid motion preserves:
-   ``|c^cam_a - c^cam_b|^2 = |c^w_a - c^w_b|^2``. Four starting points (the paper's
-   closed form for one kernel vector and its linearised systems for two and three; for four,
-   only the products with ``beta_1`` are kept, instead of the paper's relinearisation) are
-   each polished by Gauss-Newton on these six quadratic equations over all four betas
-   (candidates that have converged stop iterating).
-5. Depth sign fixed (points in front of the camera), camera-frame points from the alphas,
-   then ``R, t`` by weighted rigid Procrustes of all points (computed from the second
-   moments of the whitened points, so its cost does not grow with N; the rotation is the
-   polar factor of the cross-covariance, by Newton's iteration); the candidate whose rigidly
-   placed control points best satisfy the linear system (smallest ``|M x|^2``, the
-   depth-weighted reprojection error) wins.
+   ``|c^cam_a - c^cam_b|^2 = |c^w_a - c^w_b|^2``. Four starting points (the paper's closed
+   form for one kernel vector and its linearised systems for two and three; for four, only
+   the products with ``beta_1`` are kept) each take two Gauss-Newton steps on the six quadratic
+   equations over all four betas (ten for N = 4), are placed rigidly (the rotation nearest
+   their whitened camera displacements, by Newton-Schulz steps, with the object's thinnest
+   axis flipped where they are a mirror image, which noise can make of a thin point set) and
+   scored by the algebraic error ``|M x|^2`` of their control points (the depth-weighted
+   reprojection error); the best one takes ``gauss_newton_iters`` more steps.
+5. Depth sign fixed (points in front of the camera), then ``R, t`` by weighted rigid
+   Procrustes of all points, from the second moments again: the rotation is the polar factor
+   of the 3 x 3 cross-covariance, by scaled Newton steps, with the reflection case solved
+   exactly (the SVD solution ``U diag(1, 1, -1) V^T``, without an SVD).
 6. Optionally (``refine_iters > 0``) a few Gauss-Newton steps on the pose itself minimise
    the weighted reprojection error (the maximum-likelihood pose under Gaussian pixel noise).
 
-All the small linear algebra runs in float64 (the results come back in the input dtype), on
-tensors stored with the batch as the last dimension: thousands of 4 x 4 problems then cost a few
-long element-wise operations each, instead of one BLAS/LAPACK call per matrix.
+Speed: the cost of a batched solver on a CPU is the number of tensor operations, each of
+which costs microseconds however small it is, not the arithmetic. Every step here is a
+fixed, small number of operations over the whole batch: element-wise products and sums of
+small matrices stored with the batch as the last (contiguous) dimension, one batched LAPACK
+call for each linear solve, no Python loop over problems or iterations of unknown count, no
+eigen- or singular-value decomposition (iterative per matrix in LAPACK). For batches of
+ordinary size the solver runs on one CPU thread: more threads only add synchronisation to
+such short operations, and on a busy machine each of them can wait for a time slice. The
+solver has no data-dependent branch and never copies a value to the host, so a GPU can
+replay it as one CUDA graph (``epnp(..., cuda_graph=True)``, :mod:`hfl_lite.geometry.graphs`).
+
+All the arithmetic runs in float64 (the results come back in the input dtype).
 Correspondences with a zero weight or a non-finite value are ignored. A sample that cannot be
 solved (fewer than ``min_points`` usable points, nearly collinear or planar object points,
 nearly coincident or collinear image points, a bad ``K``) gets the reference code's fallback
@@ -41,22 +54,50 @@ internally so that it never disturbs the batch or its gradients.
 """
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import torch
 
+from hfl_lite.threads import cpu_threads
+
 from .camera import project_points, transform_points
+from .graphs import cached_replay
 from .rotations import axis_angle_to_matrix
 
 __all__ = ["PoseResult", "epnp", "epnp_ransac", "random_pnp_problems"]
 
 # Object points count as degenerate (collinear / planar) when their smallest principal
-# standard deviation is below this fraction of the largest; likewise image points (coincident /
-# collinear).
+# variance, estimated as det(C) / (sum of the 2 x 2 principal minors of C) (between a third of
+# it and all of it), is below this ratio squared times the total variance trace(C); image
+# points likewise (coincident / collinear), with their exact 2 x 2 eigenvalues.
 MIN_SPREAD_RATIO = 1e-3
 
-# The six pairs of control points whose distances fix the betas.
-_PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
+# Up to this many correspondences (batch x points) the solver runs on one CPU thread.
+SINGLE_THREAD_POINTS = 1 << 20
+
+# Rotation fits: Newton-Schulz steps to the rotation nearest the whitened camera displacements
+# of the control points, enough to rank candidates; Newton steps to the polar factor of the
+# weighted cross-covariance (the Procrustes rotation) for the final pose, enough for point sets
+# whose principal spreads differ by the largest factor the spread test lets through.
+_SCORE_POLAR_STEPS = 2
+_POLAR_STEPS = 9
+# Gauss-Newton steps every candidate takes before they are compared: two, enough to tell the
+# right basin from a mirror image; ten in the minimal case N = 4, whose null space is
+# four-dimensional and whose starting points are far from the solution.
+_SHARED_STEPS = 2
+_SHARED_STEPS_MINIMAL = 10
+# Gauss-Newton steps the chosen candidate takes after them (epnp's default).
+_GAUSS_NEWTON_ITERS = 3
+
+# Metric of the control points over (d_0, d_1, d_2, d_3), a camera point being
+# d_0 + sum_k a_k d_k (c_0 = d_0, c_k = d_0 + d_k): |c_0|^2 + ... + |c_3|^2 = d^T P d per axis.
+_METRIC = ((4.0, 1.0, 1.0, 1.0), (1.0, 1.0, 0.0, 0.0), (1.0, 0.0, 1.0, 0.0), (1.0, 0.0, 0.0, 1.0))
+# Entries (row-major positions in a 4 x 4 matrix) whose products beta_k beta_l the linearised
+# distance equations treat as unknowns: b11, b12, b13, b14, b22, b23, b33; and the unknowns of
+# the systems for two and three kernel vectors and of the one for four (products with beta_1).
+_PRODUCTS = (0, 1, 2, 3, 5, 6, 10)
+_SYSTEMS = ((0, 1, 4), (0, 1, 2, 4, 5, 6), (0, 1, 2, 3))
 
 
 class PoseResult(NamedTuple):
@@ -102,166 +143,268 @@ def _dummy_problem(N: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
     return X, xn
 
 
-def _mm(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-    """Matrix product of stacks stored batch-last: ``A [n, m, *]``, ``B [m, k, *]`` -> ``[n, k, *]``.
+def _threads_for(device: torch.device, points: int) -> int | None:
+    """One CPU thread for problems of ordinary size (see the module docstring); None elsewhere."""
+    return 1 if device.type == "cpu" and points <= SINGLE_THREAD_POINTS else None
 
-    Small matrices with the batch as the innermost (contiguous) dimension turn every step into
-    a few long vectorised element-wise operations; batched BLAS/LAPACK calls on thousands of
-    4 x 4 matrices cost more in per-matrix overhead than in arithmetic.
+
+@functools.lru_cache(maxsize=16)
+def _constants(dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
+    """The solver's constant tensors on a device (made once per dtype and device)."""
+    def tensor(values, dt=dtype):
+        return torch.tensor(values, dtype=dt, device=device)
+
+    return {"metric": tensor(_METRIC).unsqueeze(-1), "eye3": torch.eye(3, dtype=dtype, device=device),
+            "t_fallback": tensor([[0.0], [0.0], [1.0]]), "distinct": torch.diag(tensor([1.0, 2.0, 3.0])).unsqueeze(-1),
+            "products": tensor(_PRODUCTS, torch.long),
+            "product_scale": tensor([1.0 if i in (0, 5, 10, 15) else 2.0 for i in _PRODUCTS]).view(1, -1, 1)}
+
+
+@functools.lru_cache(maxsize=16)
+def _dummy_moments(N: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Moments (see :func:`_moments`) of :func:`_dummy_problem` with unit weights."""
+    X, xn = _dummy_problem(N, dtype, device)
+    return _moments(X.T.unsqueeze(1), xn.T.unsqueeze(1), torch.ones(1, N, dtype=dtype, device=device))
+
+
+def _moments(X: torch.Tensor, xn: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted moments of the correspondences about the weighted centroid of the points.
+
+    ``X [3, B, N]`` (metres), ``xn [2, B, N]`` (normalised image coordinates), ``w [B, N]``
+    (>= 0, positive sums), coordinates first. Returns ``Mt [4, 15, B]`` and the centroids
+    ``c0 [3, B]``: ``Mt[f, p] = sum_i w_i f_i p_i / sum_i w_i`` for ``f = (1, u, v, u^2 + v^2)``
+    and ``p = (1, x, y, z, xx, xy, xz, yx, yy, yz, zx, zy, zz, u, v)`` (points relative to
+    ``c0``, normalised observations), all from one batched matrix product.
     """
-    return (A.unsqueeze(2) * B.unsqueeze(0)).sum(1)
+    wn = w / w.sum(-1, keepdim=True)
+    c0 = torch.bmm(X.transpose(0, 1), wn.unsqueeze(-1)).squeeze(-1).T
+    x, y, z = X - c0.unsqueeze(-1)
+    u, v = xn
+    xy, xz, yz = x * y, x * z, y * z
+    p = torch.stack([torch.ones_like(x), x, y, z, x * x, xy, xz, xy, y * y, yz, xz, yz, z * z, u, v], -1)
+    f = torch.stack([wn, wn * u, wn * v, wn * torch.addcmul(u * u, v, v)], 1)
+    return torch.bmm(f, p).permute(1, 2, 0).contiguous(), c0
 
 
-def _ridge_solve(A: torch.Tensor, b: torch.Tensor, rel: float = 1e-12) -> torch.Tensor:
-    """Least-squares ``A x = b`` for ``A [m, n, B]``, ``b [m, B]`` (batch-last) through lightly
-    damped normal equations (always finite); returns ``x [n, B]``."""
-    n = A.shape[1]
-    AtA = _mm(A.transpose(0, 1), A).permute(2, 0, 1)  # [B, n, n]
-    damp = rel * AtA.diagonal(dim1=-2, dim2=-1).sum(-1).clamp_min(1e-300)
-    AtA = AtA + damp[:, None, None] * torch.eye(n, dtype=A.dtype, device=A.device)
-    Atb = (A * b.unsqueeze(1)).sum(0).T.unsqueeze(-1)  # [B, n, 1]
-    return torch.linalg.solve_ex(AtA, Atb)[0].squeeze(-1).T
+def _spread_ok(Mt: torch.Tensor) -> torch.Tensor:
+    """``[B]`` bool: object points neither collinear nor planar, image points neither
+    coincident nor collinear (see ``MIN_SPREAD_RATIO``), from the moments ``Mt [4, 15, B]``."""
+    c00, c01, c02, _, c11, c12, _, _, c22 = Mt[0, 4:13]
+    minor0, minor1, minor2 = c11 * c22 - c12 * c12, c00 * c22 - c02 * c02, c00 * c11 - c01 * c01
+    det = c00 * minor0 - c01 * (c01 * c22 - c12 * c02) + c02 * (c01 * c12 - c11 * c02)
+    trace = c00 + c11 + c22
+    minors = minor0 + minor1 + minor2
+    r2 = MIN_SPREAD_RATIO ** 2
+    # det / minors estimates the smallest principal variance (to a factor of 3); the test on the
+    # minors only guards that estimate against rounding, for points on a line
+    spread = (trace > 1e-20) & (minors > r2 * trace * trace) & (det > r2 * trace * minors)
+    mu, mv = Mt[0, 13], Mt[0, 14]
+    a, b, c = Mt[1, 13] - mu * mu, Mt[1, 14] - mu * mv, Mt[2, 14] - mv * mv
+    half_gap = (0.25 * (a - c) ** 2 + b * b).sqrt()
+    lam_max, lam_min = 0.5 * (a + c) + half_gap, 0.5 * (a + c) - half_gap
+    return spread & (lam_max > 1e-12) & (lam_min > r2 * lam_max)
 
 
-def _initial_betas(G: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
-    """Four starting beta vectors from the Gram matrices ``G [6, 4, 4, B]`` of the kernel
-    differences and the squared distances ``rho [6, B]``; returns ``[4 (beta_k), 4 candidates, B]``.
+def _mm(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """Products of stacks of small matrices stored batch last: ``A [..., n, m, B]`` times
+    ``B [..., m, k, B]`` -> ``[..., n, k, B]`` (leading dimensions broadcast). An element-wise
+    product and a sum over the whole stack: two vectorised operations serve every problem,
+    where a batched BLAS call would pay per matrix."""
+    return (A.unsqueeze(-2) * B.unsqueeze(-4)).sum(-3)
+
+
+def _solve(A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``A^-1 b`` for stacks stored batch last (``A [..., n, n, B]``, ``b [..., n, m, B]``), by
+    one batched LAPACK solve (without the error check, so without host synchronisation)."""
+    return torch.linalg.solve_ex(A.movedim(-1, 0), b.movedim(-1, 0))[0].movedim(0, -1)
+
+
+def _kernel_basis(S: torch.Tensor, Q_scale: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+    """``[4, 4 (vector), B]``: a P-orthonormal basis ordered, approximately, like the
+    generalised eigenvectors of ``(S, P)`` from the smallest eigenvalue up: one shift-and-invert
+    step ``Y = (S + sigma P)^-1 P`` (sigma a small fraction of the scale of ``S [4, 4, B]``,
+    with a floor relative to ``Q_scale [B]`` for an ``S`` that vanishes, as with four points)
+    and a Cholesky QR factorisation in the P inner product (``Y^T P Y = L L^T``, basis
+    ``Y L^-T``), which keeps the order of the columns. ``P [4, 4, 1]``."""
+    sigma = 1e-6 * (S[0, 0] + S[1, 1] + S[2, 2] + S[3, 3]) + 1e-12 * Q_scale
+    Y = _solve(torch.addcmul(S, sigma, P), P.expand_as(S))
+    L = torch.linalg.cholesky_ex(_mm(Y.transpose(0, 1), _mm(P, Y)).movedim(-1, 0))[0]
+    return torch.linalg.solve_triangular(L, Y.movedim(-1, 0).mT, upper=False).mT.movedim(0, -1)
+
+
+def _initial_betas(G: torch.Tensor, rho: torch.Tensor, c: dict, candidates: tuple[int, ...]) -> torch.Tensor:
+    """Starting beta vectors ``[C, 4 (beta_k), B]`` from the Gram matrices ``G [6, 4, 4, B]`` of
+    the kernel vectors' control-point differences and the squared distances ``rho [6, B]``, for
+    ``candidates`` (a subset of 1, 2, 3, 4 kernel vectors).
 
     The distance equations are ``beta^T G_p beta = rho_p``; the linearised systems treat the
-    products ``beta_k beta_l`` as unknowns (only those of the first 2, 3 kernel vectors, or
-    those involving beta_1 for the 4-vector case).
+    products ``beta_k beta_l`` as unknowns (those of the first 2, 3 kernel vectors, or those
+    involving beta_1 for the 4-vector case) and are solved by lightly damped normal equations.
     """
-    def column(k, l):  # coefficient of beta_k beta_l in the six equations
-        return G[:, k, l] * (1.0 if k == l else 2.0)
-
     def root(v):
         return v.abs().sqrt()
 
-    def sign(v):
-        return torch.where(v < 0, -1.0, 1.0).to(v)
-
-    # n = 1: closed form, beta_1 = sum sqrt(rho) |dv| / sum |dv|^2
-    dv2 = G[:, 0, 0].clamp_min(0)
-    b1 = (rho.clamp_min(0) * dv2).sqrt().sum(0) / dv2.sum(0).clamp_min(1e-300)
-    z = torch.zeros_like(b1)
-    # n = 2: unknowns (b11, b12, b22)
-    s2 = _ridge_solve(torch.stack([column(0, 0), column(0, 1), column(1, 1)], 1), rho)
-    # n = 3: unknowns (b11, b12, b13, b22, b23, b33): six equations, six unknowns
-    s3 = _ridge_solve(torch.stack([column(k, l) for k, l in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))], 1), rho)
-    # n = 4: unknowns (b11, b12, b13, b14), then beta_k = b1k / beta_1
-    s4 = _ridge_solve(torch.stack([column(0, 0), column(0, 1), column(0, 2), column(0, 3)], 1), rho)
-    b4 = root(s4[0])
-    return torch.stack([
-        torch.stack([b1, z, z, z]),
-        torch.stack([root(s2[0]), root(s2[2]) * sign(s2[1]), z, z]),
-        torch.stack([root(s3[0]), root(s3[3]) * sign(s3[1]), root(s3[5]) * sign(s3[2]), z]),
-        torch.cat([b4.unsqueeze(0), s4[1:] / b4.clamp_min(1e-300)]),
-    ], 1)
-
-
-# Gauss-Newton steps after which converged candidates leave the batch.
-_GN_PRUNE = (2, 5)
-# The ten distinct entries (i <= j) of a symmetric 4 x 4 matrix, row by row.
-_TRIU = tuple((i, j) for i in range(4) for j in range(i, 4))
-
-
-def _spd4_solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Solve ``A x = b`` for symmetric positive definite 4 x 4 ``A`` given by its ten distinct
-    entries ``a [10, *]`` (order of ``_TRIU``) and ``b [4, *]`` (batch-last), by an unrolled
-    LDL^T factorisation (no pivoting, stable for such matrices); returns ``x [4, *]``."""
-    a00, a01, a02, a03, a11, a12, a13, a22, a23, a33 = a.unbind(0)
-    b0, b1, b2, b3 = b.unbind(0)
-    l10, l20, l30 = a01 / a00, a02 / a00, a03 / a00
-    d1 = a11 - l10 * a01
-    m21, m31 = a12 - l20 * a01, a13 - l30 * a01
-    l21, l31 = m21 / d1, m31 / d1
-    d2 = a22 - l20 * a02 - l21 * m21
-    m32 = a23 - l30 * a02 - l31 * m21
-    l32 = m32 / d2
-    d3 = a33 - l30 * a03 - l31 * m31 - l32 * m32
-    y1 = b1 - l10 * b0
-    y2 = b2 - l20 * b0 - l21 * y1
-    x3 = (b3 - l30 * b0 - l31 * y1 - l32 * y2) / d3
-    x2 = y2 / d2 - l32 * x3
-    x1 = y1 / d1 - l21 * x2 - l31 * x3
-    x0 = b0 / a00 - l10 * x1 - l20 * x2 - l30 * x3
-    return torch.stack([x0, x1, x2, x3])
+    # coefficients of b11, b12, b13, b14, b22, b23, b33 in the six equations, then rho
+    Z = torch.cat([G.view(6, 16, -1).index_select(1, c["products"]) * c["product_scale"], rho.unsqueeze(1)], 1)
+    Z = Z.movedim(-1, 0)
+    gram = Z.mT @ Z  # [B, 8, 8]: the normal equations of every system
+    z = torch.zeros_like(rho[0])
+    betas = []
+    for n in candidates:
+        if n == 1:  # closed form, beta_1 = sum sqrt(rho) |dv| / sum |dv|^2
+            dv2 = G[:, 0, 0]
+            betas.append(torch.stack([(rho * dv2).clamp_min(0).sqrt().sum(0) / dv2.sum(0).clamp_min(1e-300), z, z, z]))
+            continue
+        idx = _SYSTEMS[n - 2]
+        AtA = gram[:, idx][:, :, idx]
+        AtA.diagonal(0, -2, -1).mul_(1 + 1e-10)  # light damping
+        b = torch.linalg.solve_ex(AtA, gram[:, idx, 7:])[0].squeeze(-1).T
+        if n == 2:
+            betas.append(torch.stack([root(b[0]), root(b[2]).copysign(b[1]), z, z]))
+        elif n == 3:
+            betas.append(torch.stack([root(b[0]), root(b[3]).copysign(b[1]), root(b[5]).copysign(b[2]), z]))
+        else:
+            b1 = root(b[0])
+            betas.append(torch.cat([b1.unsqueeze(0), b[1:] / b1.clamp_min(1e-300)]))
+    return torch.stack(betas)
 
 
 def _gauss_newton_betas(beta: torch.Tensor, G: torch.Tensor, rho: torch.Tensor, iters: int) -> torch.Tensor:
-    """Refine ``beta [4, C, B]`` so that ``beta^T G_p beta = rho_p`` (``G [6, 4, 4, B]``,
-    ``rho [6, B]``) in the least-squares sense, by up to ``iters`` damped Gauss-Newton steps.
-
-    Candidates whose step changed beta by less than 1e-10 (relative) have converged (the
-    convergence is quadratic where the equations can be met) and leave the batch, so that the
-    later steps only work on the slow ones.
-    """
-    C, B = beta.shape[1:]
-    M = C * B
-    dev = beta.device
-    beta = beta.reshape(4, M)
-    # G_p beta = sum_l G[:, :, l] beta_l: the four [24, M] slices G[:, :, l], one per candidate
-    G = G.permute(2, 0, 1, 3).reshape(4, 24, 1, B).expand(4, 24, C, B).reshape(4, 24, M)
-    rho = rho.unsqueeze(1).expand(6, C, B).reshape(6, M)
-    iu, ju = (torch.tensor(ix, device=dev) for ix in zip(*_TRIU))
-    diag = torch.tensor([float(i == j) for i, j in _TRIU], dtype=beta.dtype, device=dev).unsqueeze(-1)
-    done, active = [], torch.arange(M, device=dev)  # converged (indices, values); indices still iterating
-    for it in range(iters):
-        Gb = G[0] * beta[0]
-        for l in range(1, 4):
-            Gb = torch.addcmul(Gb, G[l], beta[l])
-        Gb = Gb.view(6, 4, -1)  # G_p beta; the Jacobian of the residuals is 2 G_p beta
-        r = (Gb * beta).sum(1) - rho  # [6, M]
-        JtJ = (Gb.index_select(1, iu) * Gb.index_select(1, ju)).sum(0)  # [10, M], a quarter of J^T J
-        JtJ = JtJ + 1e-10 * (JtJ * diag).sum(0).clamp_min(1e-300) * diag
-        step = 0.5 * _spd4_solve(JtJ, (Gb * r.unsqueeze(1)).sum(0))
-        beta = beta - step
-        if it in _GN_PRUNE and it < iters - 1:  # drop the converged candidates
-            moving = step.abs().amax(0) > 1e-10 * beta.abs().amax(0)
-            if not bool(moving.all()):
-                keep, drop = moving.nonzero().squeeze(1), (~moving).nonzero().squeeze(1)
-                done.append((active[drop], beta[:, drop]))
-                active, beta, rho, G = active[keep], beta[:, keep], rho[:, keep], G.index_select(-1, keep)
-    if done:
-        done.append((active, beta))
-        idx, values = (torch.cat(parts, -1) for parts in zip(*done))
-        beta = values[:, torch.argsort(idx)]
-    return beta.reshape(4, C, B)
-
-
-def _nearest_rotation(A: torch.Tensor, iters: int = 6) -> torch.Tensor:
-    """The rotation ``R [3, 3, *]`` (det +1) maximising ``trace(R^T A)`` for ``A [3, 3, *]``
-    (batch-last).
-
-    For ``det A > 0`` this is the orthogonal polar factor of ``A``, found by Newton's iteration
-    ``X <- (z X + X^-T / z) / 2`` with determinant scaling ``z = |det X|^(-1/3)`` (Higham 1986;
-    quadratic convergence, a few element-wise operations per step, the inverse-transpose from
-    the cofactors). The matrices it leaves unconverged, nearly singular or with ``det A <= 0``
-    go to the SVD solution ``U diag(1, 1, det(U V^T)) V^T``.
-    """
-    def cofactors(X):  # columns x1 x x2, x2 x x0, x0 x x1, i.e. det(X) X^-T; and det(X)
-        cof = torch.linalg.cross(X.roll(-1, 1), X.roll(1, 1), dim=0)
-        return cof, (X[:, 0] * cof[:, 0]).sum(0)
-
-    eye = torch.eye(3, dtype=A.dtype, device=A.device).view(3, 3, *([1] * (A.dim() - 2)))
-    _, det_A = cofactors(A)
-    scale = A.abs().amax((0, 1))
-    newton = torch.isfinite(det_A) & (det_A > 1e-12 * scale ** 3)
-    X = torch.where(newton, A, eye)
+    """Refine ``beta [C, 4, B]`` so that ``beta^T G_p beta = rho_p`` (``G [6, 4, 4, B]``,
+    ``rho [6, B]``) in the least-squares sense, by ``iters`` lightly damped Gauss-Newton steps
+    (each candidate on its own)."""
     for _ in range(iters):
-        cof, det = cofactors(X)
-        z = det.pow(-1.0 / 3.0)
-        X = 0.5 * (z * X + cof / (z * det))
-    residual = (_mm(X.transpose(0, 1), X) - eye).abs().amax((0, 1))
-    rest = ~(newton & (residual < 1e-10))
-    if bool(rest.any()):
-        U, _, Vh = torch.linalg.svd(A[:, :, rest].permute(2, 0, 1))
-        d = torch.sign(torch.linalg.det(U @ Vh))
-        d = torch.where(d == 0, torch.ones_like(d), d)
-        fix = torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1).unsqueeze(-1)
-        X = X.clone()
-        X[:, :, rest] = (U @ (Vh * fix)).permute(1, 2, 0)
+        g = (G * beta[:, None, None]).sum(-2)  # [C, 6, 4, B]: G_p beta, half the Jacobian
+        r = (g * beta.unsqueeze(1)).sum(2) - rho  # [C, 6, B]
+        JtJ = (g.unsqueeze(3) * g.unsqueeze(2)).sum(1)  # [C, 4, 4, B], a quarter of J^T J
+        JtJ.diagonal(0, 1, 2).mul_(1 + 1e-10)  # light damping
+        beta = beta - 0.5 * _solve(JtJ, (g * r.unsqueeze(2)).sum(1).unsqueeze(2)).squeeze(2)
+    return beta
+
+
+def _nearest_rotation(X: torch.Tensor, steps: int) -> torch.Tensor:
+    """The orthogonal polar factor of ``X [..., 3, 3, B]`` (batch last; ``X`` close to a
+    multiple of an orthogonal matrix) by ``steps`` Newton-Schulz iterations
+    ``X <- X (3 I - X^T X) / 2`` (products only), after scaling ``X`` to a Frobenius norm of
+    sqrt(3), which keeps every singular value below sqrt(3), where the iteration converges."""
+    X = X * (3.0 / (X * X).sum((-3, -2), keepdim=True).clamp_min(1e-300)).sqrt()
+    for _ in range(steps):
+        X = torch.add(1.5 * X, _mm(X, _mm(X.transpose(-3, -2), X)), alpha=-0.5)
     return X
+
+
+def _unreflect(X: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """``X [..., 3, 3, B]`` (whitened camera displacements of the control points, close to
+    orthogonal) times ``I - 2 n n^T`` where ``det X < 0``, ``n [3, 1, B]`` the object's thinnest
+    principal axis: a point set placed as its mirror image is mirrored across that axis, along
+    which noise flips a thin set most easily."""
+    return torch.where(_cofactors(X)[1].unsqueeze(-2).unsqueeze(-2) < 0, X - 2 * _mm(_mm(X, n), n.transpose(0, 1)), X)
+
+
+def _cofactors(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cofactor matrices (``det(X) X^-T``: columns ``x1 x x2, x2 x x0, x0 x x1``) and
+    determinants of ``X [..., 3, 3, B]`` (batch last)."""
+    cof = torch.linalg.cross(X.roll(-1, -2), X.roll(1, -2), dim=-3)
+    return cof, (X[..., 0, :] * cof[..., 0, :]).sum(-2)
+
+
+def _smallest_eigenvector(H: torch.Tensor) -> torch.Tensor:
+    """``[3, 1, B]``: unit eigenvectors of the smallest eigenvalues of symmetric ``H [3, 3, B]``,
+    in closed form: the eigenvalue by the trigonometric formula (Smith 1961), the vector as the
+    longest column of the adjugate of ``H - lambda I`` (cross products of its rows)."""
+    q = (H[0, 0] + H[1, 1] + H[2, 2]) / 3
+    eye = torch.eye(3, dtype=H.dtype, device=H.device).unsqueeze(-1)
+    shifted = H - q * eye
+    p = ((shifted * shifted).sum((0, 1)) / 6).sqrt().clamp_min(1e-300)
+    half_det = 0.5 * _cofactors(shifted / p)[1]
+    lam = q + 2 * p * torch.cos(torch.acos(half_det.clamp(-1, 1)) / 3 + 2 * torch.pi / 3)
+    adj = _cofactors(H - lam * eye)[0]
+    norms = (adj * adj).sum(0)  # [3 columns, B]
+    v = adj.gather(1, norms.argmax(0).view(1, 1, -1).expand(3, 1, -1))
+    return v * (v * v).sum(0).clamp_min(1e-300).rsqrt()
+
+
+def _polar_rotation(A: torch.Tensor, steps: int) -> torch.Tensor:
+    """The rotation ``R [3, 3, B]`` (det +1) maximising ``trace(R^T A)`` for ``A [3, 3, B]`` of
+    full rank (batch last): the orthogonal polar factor ``Q`` of ``A`` by Newton's iteration
+    ``X <- (z X + X^-T / z) / 2`` with determinant scaling ``z = |det X|^(-1/3)`` (Higham 1986;
+    the inverse-transpose from the cofactors), ``steps`` times, which converges for condition
+    numbers up to 1e6 in nine. Where ``det A < 0``, ``Q`` is a reflection and the answer is
+    ``U diag(1, 1, -1) V^T`` (SVD ``A = U S V^T``) = ``Q (I - 2 v v^T)``, ``v`` the eigenvector of
+    the smallest eigenvalue of the symmetric factor ``Q^T A``."""
+    X = A
+    for _ in range(steps):
+        cof, det = _cofactors(X)
+        z = det.abs().clamp_min(1e-300).pow(-1.0 / 3.0)
+        X = torch.addcmul(0.5 * z * X, cof, 0.5 / (z * det))
+    reflection = _cofactors(A)[1] < 0
+    # elsewhere the eigenvector is not needed: a fixed matrix with distinct eigenvalues keeps its
+    # (unused) gradient finite
+    H = torch.where(reflection, _mm(X.transpose(0, 1), A), _constants(A.dtype, A.device)["distinct"])
+    v = _smallest_eigenvector(H)
+    return torch.where(reflection, X - 2 * _mm(_mm(X, v), v.transpose(0, 1)), X)
+
+
+def _place(d: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """Camera-frame control geometry of candidates ``beta [C, 4, B]``: ``d [3, 4, 4, B]``
+    (axis, control point, kernel vector) holds the kernel vectors' centroid (index 0) and
+    control-point displacements. Returns ``[C, 3, 4, B]`` with the centroid (index 0) flipped
+    in front of the camera."""
+    cc = _mm(d, beta[:, None, :, None])[..., 0, :]
+    return cc * cc[:, 2:3, :1].sign()
+
+
+def _pose(Mt: torch.Tensor, c0: torch.Tensor, gn_iters: int, shared_iters: int,
+          candidates: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """EPnP on clean, well-posed problems from their moments ``Mt [4, 15, B]`` (rows ``f``,
+    batch last; see :func:`_moments`) and centroids ``c0 [3, B]``, with no data-dependent
+    branch: the starting points of ``candidates`` (numbers of kernel vectors) take
+    ``shared_iters`` Gauss-Newton steps, the best of them ``gn_iters`` more. Returns
+    ``R [3, 3, B]`` and ``t [3, B]``."""
+    c = _constants(Mt.dtype, Mt.device)
+    B = Mt.shape[-1]
+    # control points c_0 + L e_k, L the Cholesky factor of the covariance: in the whitened
+    # coordinates a = L^-1 (x - c_0) the weighted second moment is the identity
+    L = torch.linalg.cholesky_ex(Mt[0, 4:13].view(3, 3, B).movedim(-1, 0))[0]
+    L_inv = torch.linalg.solve_triangular(L, c["eye3"].expand(B, 3, 3), upper=False)
+    L, L_inv = L.movedim(0, -1), L_inv.movedim(0, -1)
+    # moments of h = (1, a) for f = u, v, u^2 + v^2
+    m1 = _mm(L_inv, Mt[1:, 1:4].unsqueeze(2))  # [3 f, 3, 1, B]
+    m2 = _mm(_mm(L_inv, Mt[1:, 4:13].view(3, 3, 3, B)), L_inv.transpose(0, 1))
+    Q = torch.cat([torch.cat([Mt[1:, :1].unsqueeze(1), m1.transpose(1, 2)], 2), torch.cat([m1, m2], 2)], 1)
+    # |M x|^2 over d (c_0 = d_0, c_k = d_0 + d_k; alpha^T c = h^T d) is
+    # |d_x - Qu d_z|^2 + |d_y - Qv d_z|^2 + d_z^T S d_z with S = Quv - Qu^2 - Qv^2: for given
+    # d_z the best d_x = Qu d_z, d_y = Qv d_z leave d_z^T S d_z.
+    Qxy = Q[:2]
+    S = Q[2] - _mm(Qxy, Qxy).sum(0)
+    dz = _kernel_basis(S, Q[2, 0, 0], c["metric"])  # [4 (h), 4 (kernel), B]
+    d = torch.cat([_mm(Qxy, dz), dz.unsqueeze(0)])  # [3 xyz, 4 h, 4 kernel, B]
+    # the six control-point differences c_a - c_b (d_1, d_2, d_3, d_1 - d_2, d_1 - d_3, d_2 - d_3)
+    # over the kernel and their Gram matrices; the same differences in the world (columns of L)
+    dv = torch.cat([d[:, 1:], d[:, (1, 1, 2), ] - d[:, (2, 3, 3), ]], 1)  # [3, 6, 4, B]
+    G = (dv.unsqueeze(3) * dv.unsqueeze(2)).sum(0)  # [6, 4, 4, B]
+    dw = torch.cat([L, L[:, (0, 0, 1), ] - L[:, (1, 2, 2), ]], 1)
+    rho = (dw * dw).sum(0)  # [6, B]
+    beta = _gauss_newton_betas(_initial_betas(G, rho, c, candidates), G, rho, shared_iters)  # [C, 4, B]
+    if len(candidates) > 1:
+        # Score the candidates placed rigidly (the nearest rotation of their whitened
+        # displacements: close enough to rank them) by the algebraic error of their control
+        # points; keep the best.
+        cc = _place(d, beta)  # [C, 3, 4, B]
+        thin_axis = _smallest_eigenvector(_mm(L, L.transpose(0, 1)))
+        R = _nearest_rotation(_unreflect(_mm(cc[:, :, 1:], L_inv), thin_axis), _SCORE_POLAR_STEPS)
+        xh = torch.cat([cc[:, :, :1], _mm(R, L)], 2)  # rigid control geometry [C, 3, 4, B]
+        z = xh[:, 2].unsqueeze(-2)  # [C, 4, 1, B]
+        e = xh[:, :2].unsqueeze(-2) - _mm(Qxy, z.unsqueeze(1))  # [C, 2, 4, 1, B]
+        err = (e * e).sum((1, 2, 3)) + (z * _mm(S, z)).sum((1, 2))  # [C, B]
+        best = torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf"))).T.argmin(1)
+        beta = beta.gather(0, best.view(1, 1, -1).expand(1, 4, -1))
+    beta = _gauss_newton_betas(beta, G, rho, gn_iters)
+    # weighted Procrustes of all points: their cross-covariance is D L^T, D the camera
+    # displacements of the control points
+    cc = _place(d, beta)[0]  # [3, 4, B]
+    R = _polar_rotation(_mm(cc[:, 1:], L.transpose(0, 1)), _POLAR_STEPS)
+    return R, cc[:, 0] - (R * c0.unsqueeze(0)).sum(1)
 
 
 def _refine_pose(R, t, X, xn, w, iters):
@@ -288,100 +431,16 @@ def _refine_pose(R, t, X, xn, w, iters):
         r = r.reshape(r.shape[0], -1)
         JtJ = J.transpose(-1, -2) @ J
         damp = 1e-9 * JtJ.diagonal(dim1=-2, dim2=-1).sum(-1).clamp_min(1e-300)
-        step = -torch.linalg.solve(JtJ + damp[..., None, None] * eye6, (J.transpose(-1, -2) @ r.unsqueeze(-1))).squeeze(-1)
+        step = -torch.linalg.solve_ex(JtJ + damp[..., None, None] * eye6, J.transpose(-1, -2) @ r.unsqueeze(-1))[0].squeeze(-1)
         R = axis_angle_to_matrix(step[:, :3]) @ R
         t = t + step[:, 3:]
     return R, t
 
 
-# Metric of the control points in the basis d of the whitened coordinates: a camera point is
-# sum_j alpha_j c_j = d_0 + sum_k a_k d_k with c_0 = d_0, c_k = d_0 + d_k, so that
-# |c_0|^2 + ... + |c_3|^2 = d^T P d (per axis).
-_METRIC = ((4.0, 1.0, 1.0, 1.0), (1.0, 1.0, 0.0, 0.0), (1.0, 0.0, 1.0, 0.0), (1.0, 0.0, 0.0, 1.0))
-# Position in _TRIU of each entry of a symmetric 4 x 4 matrix.
-_FROM_TRIU = tuple(_TRIU.index((min(i, j), max(i, j))) for i in range(4) for j in range(4))
-
-
-
-def _place(ctrl, beta, Lw, c0, Q, S):
-    """Rigid poses ``R [3,3,C,B], t [3,C,B]`` and algebraic errors ``[C,B]`` of the candidates."""
-    cc = (ctrl.unsqueeze(3) * beta).sum(2)  # [3 xyz, 4 control point, C, B] camera frame
-    # Points in front of the camera: the weighted mean of the camera points is c_0 (the
-    # alphas average to (1, 0, 0, 0)); flip the candidates whose c_0 lies behind.
-    cc = cc * torch.where(cc[2, 0] < 0, -1.0, 1.0).to(cc)
-    # Rigid Procrustes of all points X -> (their camera estimates): with whitened coordinates
-    # the weighted cross-covariance is sum_k (c_k - c_0)(c^w_k - c^w_0)^T.
-    cross = ((cc[:, 1:] - cc[:, :1]).unsqueeze(1) * Lw[None, :, :, None]).sum(2)  # [3, 3, C, B]
-    Rc = _nearest_rotation(cross)
-    tc = cc[:, 0] - (Rc * c0.T[None, :, None]).sum(1)  # [3, C, B]
-    # The algebraic error |M x|^2 (weighted) of the rigidly placed control points,
-    # x = (d_x, d_y, d_z) with d_0 = c_0 and d_k = R (c^w_k - c^w_0).
-    xh = torch.cat([cc[:, :1], (Rc.unsqueeze(2) * Lw[None, :, :, None]).sum(1)], 1)  # [3 xyz, 4 h, C, B]
-    z = xh[2]
-    res = xh[:2] - (Q[:2, :, :, None] * z).sum(2)
-    err = (res * res).sum((0, 1)) + (z * (S.unsqueeze(2) * z).sum(1)).sum(0)  # [C, B]
-    return Rc, tc, torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf")))
-
-
-def _epnp_core(X, xn, wn, c0, lam, V, gn_iters: int, refine_iters: int):
-    """EPnP on clean, well-posed problems (float64). ``X [B,N,3]``; normalised observations
-    ``xn [B,N,2]`` (``K^-1`` applied); weights ``wn [B,N]`` >= 0 summing to one; weighted
-    centroid ``c0 [B,3]``, principal variances ``lam [B,3]`` and directions ``V [B,3,3]`` of
-    the points. Returns ``R [B,3,3], t [B,3]``. Works batch-last inside (see :func:`_mm`)."""
-    B, N = X.shape[:2]
-    dt, dev = X.dtype, X.device
-    sd = lam.clamp_min(1e-300).sqrt()
-    Lw = (V * sd.unsqueeze(-2)).permute(1, 2, 0).contiguous()  # [3 xyz, 3 k, B]: control points c_k - c_0
-    Xs = (X - c0.unsqueeze(-2)).permute(2, 1, 0).contiguous()  # [3, N, B]
-    a = (Xs.unsqueeze(1) * (V / sd.unsqueeze(-2)).permute(1, 2, 0).unsqueeze(2)).sum(0)  # [3, N, B] whitened
-    h = torch.cat([torch.ones_like(a[:1]), a])  # [4, N, B]: (1, a), weighted mean (1, 0, 0, 0), second moment I
-
-    # M^T W M of the linear system M x = 0 (two rows per point: the u-row [alpha, 0, -u alpha],
-    # the v-row [0, alpha, -v alpha] over the x, y, z coordinates of the control points),
-    # written over d (c_0 = d_0, c_k = d_0 + d_k; alpha^T c = h^T d):
-    # [[I, 0, -Qu], [0, I, -Qv], [-Qu, -Qv, Quv]] with Q_f = sum_i w_i f_i h_i h_i^T.
-    u, v = xn.permute(2, 1, 0)
-    w = wn.T
-    f = torch.stack([w * u, w * v, w * (u * u + v * v)])  # [3, N, B]
-    iu, ju = (torch.tensor(ix, device=dev) for ix in zip(*_TRIU))
-    Q = (f.unsqueeze(1) * (h[iu] * h[ju]).unsqueeze(0)).sum(2)  # [3, 10, B]
-    Q = Q[:, torch.tensor(_FROM_TRIU, device=dev)].view(3, 4, 4, B)
-    Qu, Qv, Quv = Q.unbind(0)
-    # For given z-coordinates d_z the x, y ones that minimise |M x|^2 are d_x = Qu d_z,
-    # d_y = Qv d_z, leaving d_z^T S d_z with S = Quv - Qu^2 - Qv^2. This 4-dimensional
-    # subspace holds the null space of M (exactly for noise-free data); its Rayleigh-Ritz
-    # vectors, the generalised eigenvectors of (S, Nm) with Nm the metric of the full
-    # 12-vector, stand in for the four smallest eigenvectors of the 12 x 12 M^T W M.
-    P = torch.tensor(_METRIC, dtype=dt, device=dev).unsqueeze(-1)
-    Qs = torch.stack([Qu, Qv], -1)  # [4, 4, B, 2]
-    S = Quv - _mm(Qs, Qs).sum(-1)
-    Nm = P + _mm(Qs, _mm(P.unsqueeze(-1), Qs)).sum(-1)
-    Lm = torch.linalg.cholesky(Nm.permute(2, 0, 1))
-    Sb = S.permute(2, 0, 1)
-    E = torch.linalg.solve_triangular(Lm, torch.linalg.solve_triangular(Lm, Sb, upper=False).mT, upper=False)
-    _, Y = torch.linalg.eigh(0.5 * (E + E.transpose(-1, -2)))
-    dz = torch.linalg.solve_triangular(Lm.transpose(-1, -2), Y, upper=True).permute(1, 2, 0)  # [4 (h), 4 (kernel), B]
-    d = torch.stack([_mm(Qu, dz), _mm(Qv, dz), dz])  # [3 xyz, 4 h, 4 kernel, B]
-    ctrl = torch.cat([d[:, :1], d[:, 1:] + d[:, :1]], 1)  # [3 xyz, 4 control point, 4 kernel, B]
-
-    ia, ib = (torch.tensor(ix, device=dev) for ix in zip(*_PAIRS))
-    dv = ctrl[:, ia] - ctrl[:, ib]  # [3, 6, 4, B]
-    G = (dv.unsqueeze(3) * dv.unsqueeze(2)).sum(0)  # [6, 4, 4, B]
-    cw = torch.cat([torch.zeros_like(Lw[:, :1]), Lw], 1)  # [3, 4, B] world control points - c0
-    dw = cw[:, ia] - cw[:, ib]
-    rho = (dw * dw).sum(0)  # [6, B] squared control-point distances
-    beta = _gauss_newton_betas(_initial_betas(G, rho), G, rho, gn_iters)  # [4, C, B]
-    Rc, tc, err = _place(ctrl, beta, Lw, c0, Q, S)
-    best = err.argmin(0)  # the candidate with the smallest algebraic error
-    R = Rc.gather(2, best.view(1, 1, 1, B).expand(3, 3, 1, B)).squeeze(2).permute(2, 0, 1)
-    t = tc.gather(1, best.view(1, 1, B).expand(3, 1, B)).squeeze(1).T
-    if refine_iters > 0:
-        R, t = _refine_pose(R, t, X, xn, wn, refine_iters)
-    return R, t
-
-
 def epnp(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tensor, weights: torch.Tensor | None = None,
-         *, return_valid: bool = False, min_points: int = 4, gauss_newton_iters: int = 10, refine_iters: int = 0):
+         *, return_valid: bool = False, min_points: int = 4, gauss_newton_iters: int = _GAUSS_NEWTON_ITERS,
+         refine_iters: int = 0,
+         cuda_graph: bool = False):
     """Batched EPnP: object pose from 2D-3D correspondences (see the module docstring).
 
     Args:
@@ -392,10 +451,15 @@ def epnp(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tensor, weig
             negative values count as 0). Weighted means, covariances and equations use them.
         return_valid: also return the per-sample validity (a :class:`PoseResult`).
         min_points: a sample needs at least this many usable correspondences (at least 4).
-        gauss_newton_iters: Gauss-Newton steps on the betas (the paper's refinement; OpenCV
-            takes 5, which suffices from 5 points up; 4 points need about 10).
+        gauss_newton_iters: Gauss-Newton steps on the betas of the chosen candidate, after
+            the two (ten for N = 4) every candidate takes (the paper's refinement; OpenCV
+            takes five in all).
         refine_iters: extra Gauss-Newton steps on the pose over the reprojection error
             (0 = plain EPnP as in the paper and OpenCV's ``SOLVEPNP_EPNP``).
+        cuda_graph: on a GPU, replay the solver as one CUDA graph (recorded on the first call
+            for these shapes and settings, kept for the next ones; see
+            :mod:`hfl_lite.geometry.graphs`): a small batch then costs one launch instead of a
+            few hundred. Needs CUDA inputs and no gradient.
 
     Returns:
         ``(R [B, 3, 3], t [B, 3])`` with ``X_cam = R X + t`` (``t`` in metres), in the dtype and
@@ -412,82 +476,106 @@ def epnp(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tensor, weig
         R, t = _fallback(B, out_dtype, device)
         valid = torch.zeros(B, dtype=torch.bool, device=device)
         return PoseResult(R, t, valid) if return_valid else (R, t)
-    wd = _work_dtype(device)
-    X = points_3d.to(wd)
-    x = points_2d.to(wd)
-    Kd = K.to(wd)
-    w = torch.ones(B, N, dtype=wd, device=device) if weights is None else weights.to(wd)
+    if cuda_graph:
+        inputs = (points_3d, points_2d, K) + (() if weights is None else (weights,))
+        if device.type != "cuda":
+            raise ValueError(f"epnp: cuda_graph=True needs CUDA tensors, got them on {device}")
+        if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+            raise ValueError("epnp: cuda_graph=True gives no gradients; call it under torch.no_grad() or without "
+                             "inputs that require them")
 
-    # usable correspondences
-    usable = torch.isfinite(X).all(-1) & torch.isfinite(x).all(-1) & torch.isfinite(w) & (w > 0)
-    w = torch.where(usable, w, torch.zeros_like(w))
-    X = torch.where(usable.unsqueeze(-1), X, torch.zeros_like(X))
-    x = torch.where(usable.unsqueeze(-1), x, torch.zeros_like(x))
-    # a usable camera: finite, upper triangular, non-zero focal lengths
-    k_ok = torch.isfinite(Kd).all(-1).all(-1)
-    Kd = torch.where(k_ok[:, None, None], Kd, torch.eye(3, dtype=wd, device=device))
-    Kd = Kd / torch.where(Kd[:, 2:3, 2:3] == 0, torch.ones_like(Kd[:, 2:3, 2:3]), Kd[:, 2:3, 2:3])
-    fx, s, cx, fy, cy = Kd[:, 0, 0], Kd[:, 0, 1], Kd[:, 0, 2], Kd[:, 1, 1], Kd[:, 1, 2]
-    k_ok = k_ok & (fx.abs() > 1e-12) & (fy.abs() > 1e-12) & (Kd[:, 1, 0] == 0) & (Kd[:, 2, 0] == 0) & (Kd[:, 2, 1] == 0)
-    fx = torch.where(k_ok, fx, torch.ones_like(fx)).unsqueeze(-1)
-    fy = torch.where(k_ok, fy, torch.ones_like(fy)).unsqueeze(-1)
-    vn = (x[..., 1] - cy.unsqueeze(-1)) / fy
-    un = (x[..., 0] - cx.unsqueeze(-1) - s.unsqueeze(-1) * vn) / fx
-    xn = torch.stack([un, vn], -1)
+        def solve(X, x, K_, w=None):
+            return _epnp(X, x, K_, w, min_points, gauss_newton_iters, refine_iters)
 
-    # spread of the object points (collinear / planar / coincident sets are unsolvable)
-    wn = w / w.sum(-1, keepdim=True).clamp_min(1e-300)
-    c0 = (wn.unsqueeze(-1) * X).sum(-2)
-    A = X - c0.unsqueeze(-2)
-    lam, V = torch.linalg.eigh((wn.unsqueeze(-1) * A).transpose(-1, -2) @ A)
-    spread_ok = (lam[:, 2] > 1e-20) & (lam[:, 0] > (MIN_SPREAD_RATIO ** 2) * lam[:, 2])
-    # ... and of the observations: coincident or collinear image points cannot come from a
-    # non-planar object in front of the camera (a collapsed set of votes, for instance)
-    d2 = xn - (wn.unsqueeze(-1) * xn).sum(-2, keepdim=True)
-    a, b, c = ((wn * d2[..., 0] * d2[..., 0]).sum(-1), (wn * d2[..., 0] * d2[..., 1]).sum(-1),
-               (wn * d2[..., 1] * d2[..., 1]).sum(-1))
-    half_gap = (((a - c) / 2) ** 2 + b * b).sqrt()
-    lam2_max, lam2_min = (a + c) / 2 + half_gap, (a + c) / 2 - half_gap
-    spread_ok = spread_ok & (lam2_max > 1e-12) & (lam2_min > (MIN_SPREAD_RATIO ** 2) * lam2_max)
-    ok = k_ok & (usable.sum(-1) >= min_points) & spread_ok
-
-    # unsolvable samples become a harmless dummy problem, replaced by the fallback afterwards
-    if not bool(ok.all()):
-        DX, Dx = _dummy_problem(N, wd, device)
-        Dc0 = DX.mean(0)
-        Dlam, DV = torch.linalg.eigh((DX - Dc0).T @ (DX - Dc0) / N)
-        okb = ok[:, None, None]
-        X = torch.where(okb, X, DX)
-        xn = torch.where(okb, xn, Dx)
-        wn = torch.where(ok[:, None], wn, torch.full_like(wn, 1.0 / N))
-        c0 = torch.where(ok[:, None], c0, Dc0)
-        lam = torch.where(ok[:, None], lam, Dlam)
-        V = torch.where(okb, V, DV)
-    R, t = _epnp_core(X, xn, wn, c0, lam, V, gauss_newton_iters, refine_iters)
-
-    ok = ok & torch.isfinite(R).all(-1).all(-1) & torch.isfinite(t).all(-1)
-    R_fb, t_fb = _fallback(B, wd, device)
-    R = torch.where(ok[:, None, None], R, R_fb).to(out_dtype)
-    t = torch.where(ok[:, None], t, t_fb).to(out_dtype)
+        key = ("epnp", tuple((t.shape, t.dtype) for t in inputs), device, min_points, gauss_newton_iters, refine_iters)
+        R, t, ok = cached_replay(key, solve, inputs, graph=True)(*inputs)
+    else:
+        with cpu_threads(_threads_for(device, B * N)):
+            R, t, ok = _epnp(points_3d, points_2d, K, weights, min_points, gauss_newton_iters, refine_iters)
+    R, t = R.to(out_dtype), t.to(out_dtype)
     return PoseResult(R, t, ok) if return_valid else (R, t)
+
+
+def _epnp(points_3d, points_2d, K, weights, min_points, gauss_newton_iters, refine_iters, candidates=(1, 2, 3, 4)):
+    """:func:`epnp` after the argument checks: ``(R [B, 3, 3], t [B, 3], valid [B])`` in the
+    work dtype, with no data-dependent branch (a CUDA graph can hold it). ``candidates``: the
+    numbers of kernel vectors whose starting points are compared (see :func:`_pose`).
+    The per-point data are stored coordinates first (``[6, B, N]``), so that every test and
+    sum runs over whole rows rather than over the last few values of each point."""
+    device = points_3d.device
+    B, N = points_3d.shape[:2]
+    wd = _work_dtype(device)
+    w = torch.ones(1, B, N, dtype=wd, device=device) if weights is None else weights.to(wd).unsqueeze(0)
+    data = torch.cat([points_3d.to(wd).permute(2, 0, 1), points_2d.to(wd).permute(2, 0, 1), w])  # [6, B, N]
+    # usable correspondences: finite (the sum of a point's six values is finite exactly when
+    # they are, short of overflow), positive weight; the others are zeroed
+    usable = torch.isfinite(data.sum(0)) & (data[5] > 0)
+    data = torch.where(usable, data, torch.zeros_like(data))
+    X, (u, v), w = data[:3], data[3:5], data[5]
+    # a usable camera: finite, upper triangular, non-zero focal lengths; normalised observations
+    k = K.to(wd).reshape(B, 9).T  # [9, B]
+    k_ok = torch.isfinite(k).all(0) & (k[0].abs() > 1e-12) & (k[4].abs() > 1e-12) & (k[3] == 0) & (k[6] == 0) \
+        & (k[7] == 0) & (k[8] != 0)
+    k = torch.where(k_ok, k, _constants(wd, device)["eye3"].view(9, 1)) / torch.where(k_ok, k[8], 1.0)
+    fx, skew, cx, _, fy, cy = (row.unsqueeze(-1) for row in k[:6])
+    vn = (v - cy) / fy
+    xn = torch.stack([(u - cx - skew * vn) / fx, vn])
+    n_usable = usable.sum(-1)
+    # a sample without usable points still needs a positive weight sum (it is replaced below)
+    w = torch.where((n_usable > 0).unsqueeze(-1), w, torch.ones_like(w))
+    Mt, c0 = _moments(X, xn, w)
+    ok = k_ok & (n_usable >= min_points) & _spread_ok(Mt)
+    # unsolvable samples become a harmless dummy problem, replaced by the fallback afterwards
+    DM, Dc0 = _dummy_moments(N, wd, device)
+    shared = 0 if len(candidates) == 1 else _SHARED_STEPS_MINIMAL if N == 4 else _SHARED_STEPS
+    R, t = _pose(torch.where(ok, Mt, DM), torch.where(ok, c0, Dc0), gauss_newton_iters, shared, candidates)
+    if refine_iters > 0:
+        DX, Dx = _dummy_problem(N, wd, device)
+        R, t = _refine_pose(R.permute(2, 0, 1), t.T, torch.where(ok[:, None, None], X.permute(1, 2, 0), DX),
+                            torch.where(ok[:, None, None], xn.permute(1, 2, 0), Dx),
+                            torch.where(ok[:, None], w / w.sum(-1, keepdim=True), 1.0 / N), refine_iters)
+        R, t = R.permute(1, 2, 0), t.T
+    ok = ok & torch.isfinite(R).all(0).all(0) & torch.isfinite(t).all(0)
+    R = torch.where(ok, R, _constants(wd, device)["eye3"].unsqueeze(-1))
+    t = torch.where(ok, t, _constants(wd, device)["t_fallback"])
+    return R.permute(2, 0, 1).contiguous(), t.T.contiguous(), ok
+
+
+def _sq_reprojection_errors(Xh: torch.Tensor, x: torch.Tensor, K: torch.Tensor, R: torch.Tensor,
+                            t: torch.Tensor) -> torch.Tensor:
+    """Squared pixel reprojection errors ``[B, N, H]`` of ``H`` poses per sample at once:
+    ``Xh [B, N, 4]`` homogeneous object points, ``x [B, N, 2]`` pixels, ``K [B, 3, 3]``,
+    ``R [B, H, 3, 3]``, ``t [B, H, 3]``; points behind the camera (or not finite) get ``inf``.
+    All poses of a sample are projected by one matrix product with their ``K [R | t]``."""
+    B, H = R.shape[:2]
+    P = K.unsqueeze(1) @ torch.cat([R, t.unsqueeze(-1)], -1)  # [B, H, 3, 4]
+    uvw = Xh @ P.transpose(1, 2).reshape(B, 3 * H, 4).mT  # [B, N, 3H]: u of every pose, then v, then w
+    u, v, w = uvw.split(H, -1)
+    du = torch.addcmul(u, x[..., :1], w, value=-1.0)
+    dv = torch.addcmul(v, x[..., 1:], w, value=-1.0)
+    e2 = torch.addcmul(du * du, dv, dv) / (w * w)
+    return torch.where((w > 0) & torch.isfinite(e2), e2, torch.full_like(e2, float("inf")))
 
 
 def epnp_ransac(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tensor, weights: torch.Tensor | None = None,
                 iterations: int = 100, threshold_px: float = 8.0, min_inliers: int = 6, *, confidence: float = 0.99,
-                sample_size: int = 5, chunk: int = 25, refit_rounds: int = 2, refine_iters: int = 0,
+                sample_size: int = 5, chunk: int = 8, refit_rounds: int = 2, refine_iters: int = 0,
                 generator: torch.Generator | None = None):
     """Batched RANSAC around :func:`epnp`: robust to wrong correspondences (outliers).
 
     Hypotheses are drawn ``chunk`` at a time for every sample still searching: each is an EPnP
     fit to ``sample_size`` usable correspondences drawn uniformly (all hypotheses of all
-    samples are solved in one batched call), scored over all correspondences by the truncated
-    squared reprojection error ``sum_i min(e_i^2, threshold_px^2)`` (MSAC; points behind the
-    camera count as outliers). As in OpenCV, a sample stops searching once enough hypotheses
-    were drawn to have found an outlier-free one with probability ``confidence`` given its best
-    inlier ratio so far, or after ``iterations``. The best hypothesis' inliers
-    (``e_i < threshold_px``) are then refitted with their weights, and the inlier set updated,
-    ``refit_rounds`` times. Defaults follow OpenCV's ``solvePnPRansac`` (100 iterations, 8 px,
-    0.99) and the reference code's rule of at least 6 points.
+    samples are solved in one batched call, from the linearised two-kernel-vector start and one
+    Gauss-Newton step: a minimal set of five points has a two-dimensional null space, and a
+    hypothesis only has to tell inliers from outliers), scored over all correspondences by the
+    truncated squared reprojection error ``sum_i min(e_i^2, threshold_px^2)`` (MSAC; points
+    behind the camera count as outliers). As in OpenCV, a sample stops searching once enough
+    hypotheses were drawn to have found an outlier-free one with probability ``confidence``
+    given its best inlier ratio so far, or after ``iterations``. The best hypothesis' inliers
+    (``e_i < threshold_px``) are then refitted by :func:`epnp` with their weights, and the
+    inlier set updated, ``refit_rounds`` times. Defaults follow OpenCV's ``solvePnPRansac``
+    (100 iterations, 8 px, 0.99) and the reference code's rule of at least 6 points.
+    The random draws come only from ``generator``: the result repeats exactly for a seed.
 
     Memory grows as ``B * chunk * N``.
 
@@ -507,27 +595,34 @@ def epnp_ransac(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tenso
     if iterations < 1 or chunk < 1:
         raise ValueError(f"epnp_ransac: iterations and chunk must be >= 1, got {iterations} and {chunk}")
     B, N = points_3d.shape[:2]
-    device, dtype = points_3d.device, points_3d.dtype
-    w = torch.ones(B, N, dtype=dtype, device=device) if weights is None else weights
-    usable = (torch.isfinite(points_3d).all(-1) & torch.isfinite(points_2d).all(-1) & torch.isfinite(w) & (w > 0)
-              & torch.isfinite(K).all(-1).all(-1).unsqueeze(-1))
+    with cpu_threads(_threads_for(points_3d.device, B * N)):
+        R, t, inliers, valid = _ransac(points_3d, points_2d, K, weights, iterations, float(threshold_px) ** 2,
+                                       min_inliers, confidence, sample_size, chunk, refit_rounds, refine_iters, generator)
+    return R.to(points_3d.dtype), t.to(points_3d.dtype), inliers, valid
+
+
+def _ransac(points_3d, points_2d, K, weights, iterations, thr2, min_inliers, confidence, sample_size, chunk,
+            refit_rounds, refine_iters, generator):
+    """:func:`epnp_ransac` after the argument checks, in the work dtype."""
+    B, N = points_3d.shape[:2]
+    device = points_3d.device
+    wd = _work_dtype(device)
+    X, x, Kd = points_3d.to(wd), points_2d.to(wd), K.to(wd)
+    w = torch.ones(B, N, dtype=wd, device=device) if weights is None else weights.to(wd)
+    # finite tests over rows (coordinates first), not over the last few values of each point
+    finite = torch.isfinite(torch.cat([X.permute(2, 0, 1), x.permute(2, 0, 1), w.unsqueeze(0)]).sum(0))
+    usable = finite & (w > 0) & torch.isfinite(Kd.reshape(B, 9).T).all(0).unsqueeze(-1)
     no_inliers = torch.zeros(B, N, dtype=torch.bool, device=device)
-    R_fb, t_fb = _fallback(B, dtype, device)
+    R_fb, t_fb = _fallback(B, wd, device)
     if N < sample_size:
         return R_fb, t_fb, no_inliers, torch.zeros(B, dtype=torch.bool, device=device)
-
-    thr2 = float(threshold_px) ** 2
-    Xs = torch.where(usable.unsqueeze(-1), points_3d, torch.zeros_like(points_3d))
-    xs = torch.where(usable.unsqueeze(-1), points_2d, torch.zeros_like(points_2d))
+    X = torch.where(usable.unsqueeze(-1), X, torch.zeros_like(X))
+    x = torch.where(usable.unsqueeze(-1), x, torch.zeros_like(x))
+    Xh = torch.cat([X, torch.ones_like(X[..., :1])], -1)
     n_usable = usable.sum(-1)
 
-    def sq_errors(R, t, X, x, Kb):
-        Xc = transform_points(X, R, t)
-        e2 = ((project_points(Xc, Kb) - x) ** 2).sum(-1)
-        return torch.where((Xc[..., 2] > 0) & torch.isfinite(e2), e2, torch.full_like(e2, float("inf")))
-
-    best_cost = torch.full((B,), float("inf"), dtype=dtype, device=device)
-    best_inliers = no_inliers.clone()
+    best_cost = torch.full((B,), float("inf"), dtype=wd, device=device)
+    best_inliers = no_inliers
     active = n_usable >= sample_size
     done = 0
     log_fail = torch.log(torch.tensor(1.0 - confidence, dtype=torch.float64)).item() if confidence < 1 else float("-inf")
@@ -537,39 +632,35 @@ def epnp_ransac(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tenso
         # minimal sets: the sample_size usable points with the smallest random keys
         keys = torch.rand(A, H, N, generator=generator, device=device)
         keys = torch.where(usable[ids].unsqueeze(1), keys, torch.full_like(keys, 2.0))
-        flat = keys.topk(sample_size, dim=-1, largest=False).indices.reshape(A, H * sample_size)
-        Xh = torch.gather(Xs[ids], 1, flat.unsqueeze(-1).expand(-1, -1, 3)).reshape(A * H, sample_size, 3)
-        xh = torch.gather(xs[ids], 1, flat.unsqueeze(-1).expand(-1, -1, 2)).reshape(A * H, sample_size, 2)
-        Kh = K[ids].unsqueeze(1).expand(A, H, 3, 3).reshape(A * H, 3, 3)
-        Rh, th, vh = epnp(Xh, xh, Kh, return_valid=True, gauss_newton_iters=5)
-        e2 = sq_errors(Rh.reshape(A, H, 3, 3), th.reshape(A, H, 3), Xs[ids].unsqueeze(1), xs[ids].unsqueeze(1),
-                       K[ids].unsqueeze(1))  # [A, H, N]
-        cost = (e2.clamp_max(thr2) * usable[ids].unsqueeze(1)).sum(-1)
-        cost = torch.where(vh.reshape(A, H), cost, torch.full_like(cost, float("inf")))
+        pick = keys.topk(sample_size, dim=-1, largest=False).indices.reshape(A, H * sample_size, 1)
+        Xa, xa, Ka, use = X[ids], x[ids], Kd[ids], usable[ids]
+        Rh, th, vh = _epnp(Xa.gather(1, pick.expand(-1, -1, 3)).view(A * H, sample_size, 3),
+                           xa.gather(1, pick.expand(-1, -1, 2)).view(A * H, sample_size, 2),
+                           Ka.unsqueeze(1).expand(A, H, 3, 3).reshape(A * H, 3, 3), None, 4, 1, 0, candidates=(2,))
+        e2 = _sq_reprojection_errors(Xh[ids], xa, Ka, Rh.view(A, H, 3, 3), th.view(A, H, 3))  # [A, N, H]
+        cost = (e2.clamp_max(thr2) * use.unsqueeze(-1)).sum(1)
+        cost = torch.where(vh.view(A, H), cost, torch.full_like(cost, float("inf")))
         chunk_cost, chunk_best = cost.min(-1)
-        chunk_inliers = (e2[torch.arange(A, device=device), chunk_best] < thr2) & usable[ids]
+        chunk_inliers = (e2.gather(2, chunk_best.view(A, 1, 1).expand(A, N, 1)).squeeze(2) < thr2) & use
         better = chunk_cost < best_cost[ids]
-        best_cost[ids] = torch.where(better, chunk_cost, best_cost[ids])
-        best_inliers[ids] = torch.where(better.unsqueeze(-1), chunk_inliers, best_inliers[ids])
+        best_cost = best_cost.index_put((ids,), torch.where(better, chunk_cost, best_cost[ids]))
+        best_inliers = best_inliers.index_put((ids,), torch.where(better.unsqueeze(-1), chunk_inliers, best_inliers[ids]))
         done += H
         # adaptive stop: iterations needed for an all-inlier minimal set with the given confidence
         ratio = (best_inliers.sum(-1) / n_usable.clamp_min(1)).double()
         p_clean = ratio.pow(sample_size).clamp(1e-12, 1 - 1e-12)
-        needed = log_fail / torch.log1p(-p_clean)
-        active = active & (needed > done)
+        active = active & (log_fail / torch.log1p(-p_clean) > done)
 
     inliers = best_inliers
     valid = torch.zeros(B, dtype=torch.bool, device=device)
     R, t = R_fb, t_fb
     for _ in range(max(refit_rounds, 1)):
-        wi = torch.where(inliers, w, torch.zeros_like(w))
-        R, t, valid = epnp(points_3d, points_2d, K, wi, return_valid=True, min_points=max(4, min(min_inliers, N)),
-                           refine_iters=refine_iters)
-        inliers = (sq_errors(R, t, Xs, xs, K) < thr2) & usable & valid.unsqueeze(-1)
+        R, t, valid = _epnp(X, x, Kd, torch.where(inliers, w, torch.zeros_like(w)), max(4, min(min_inliers, N)),
+                            _GAUSS_NEWTON_ITERS, refine_iters)
+        e2 = _sq_reprojection_errors(Xh, x, Kd, R.unsqueeze(1), t.unsqueeze(1)).squeeze(-1)
+        inliers = (e2 < thr2) & usable & valid.unsqueeze(-1)
     valid = valid & (inliers.sum(-1) >= min_inliers)
-    R = torch.where(valid[:, None, None], R, R_fb)
-    t = torch.where(valid[:, None], t, t_fb)
-    return R, t, inliers, valid
+    return torch.where(valid[:, None, None], R, R_fb), torch.where(valid[:, None], t, t_fb), inliers, valid
 
 
 def random_pnp_problems(batch: int, num_points: int, noise_px: float = 0.0, outlier_ratio: float = 0.0,

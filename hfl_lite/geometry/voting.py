@@ -81,6 +81,15 @@ def _box_origin_size(obj_box: torch.Tensor, eps: float = 1e-6):
     return origin, size
 
 
+def _vote_points(centres: torch.Tensor, offset: torch.Tensor, obj_box: torch.Tensor) -> torch.Tensor:
+    """Crop-pixel points ``[B, ..., 2]`` voted by cells with box-normalised ``centres`` and
+    ``offset`` (10x box-normalised units), both ``[B, ..., 2]`` (or broadcasting to it), in the
+    object boxes ``obj_box [B, 4]``."""
+    origin, size = _box_origin_size(obj_box.to(offset.dtype))
+    view = (-1,) + (1,) * (offset.dim() - 2) + (2,)
+    return origin.view(view) + (centres + offset / OFFSET_SCALE) * size.view(view)
+
+
 def decode_votes(conf_logits: torch.Tensor, offset: torch.Tensor, obj_box: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Every cell's vote for every control point.
 
@@ -95,9 +104,7 @@ def decode_votes(conf_logits: torch.Tensor, offset: torch.Tensor, obj_box: torch
     """
     _check_maps(conf_logits, offset, obj_box, "decode_votes")
     B, K, R, _ = conf_logits.shape
-    norm = cell_centres(R, offset.dtype, offset.device) + offset.permute(0, 1, 3, 4, 2) / OFFSET_SCALE  # [B,K,R,R,2]
-    origin, size = _box_origin_size(obj_box.to(offset.dtype))
-    points = origin[:, None, None, None] + norm * size[:, None, None, None]
+    points = _vote_points(cell_centres(R, offset.dtype, offset.device), offset.permute(0, 1, 3, 4, 2), obj_box)
     return points.reshape(B, K, R * R, 2), torch.sigmoid(conf_logits).reshape(B, K, R * R)
 
 
@@ -107,17 +114,22 @@ def vote_topk(conf_logits: torch.Tensor, offset: torch.Tensor, obj_box: torch.Te
 
     Taking the most confident remaining cell ``rounds`` times is the same as taking the top
     ``rounds`` cells; entries whose confidence is not above ``threshold`` are marked invalid
-    (weight 0). Returns :class:`Votes` with ``K * rounds`` entries (210 for the paper).
+    (weight 0). Only the chosen cells are decoded (the sigmoid is monotonic, so the top logits
+    are the top confidences). Returns :class:`Votes` with ``K * rounds`` entries (210 for the
+    paper).
     """
-    points, conf = decode_votes(conf_logits, offset, obj_box)
-    B, K, C, _ = points.shape
-    if not 1 <= rounds <= C:
-        raise ValueError(f"vote_topk: rounds must be in [1, R*R = {C}], got {rounds}")
-    top, idx = conf.topk(rounds, dim=-1)  # [B, K, rounds], descending
-    picked = torch.gather(points, 2, idx.unsqueeze(-1).expand(B, K, rounds, 2))
+    _check_maps(conf_logits, offset, obj_box, "vote_topk")
+    B, K, R, _ = conf_logits.shape
+    if not 1 <= rounds <= R * R:
+        raise ValueError(f"vote_topk: rounds must be in [1, R*R = {R * R}], got {rounds}")
+    top, idx = conf_logits.reshape(B, K, R * R).topk(rounds, dim=-1)  # [B, K, rounds], descending
+    top = torch.sigmoid(top)
+    off = offset.reshape(B, K, 2, R * R).gather(3, idx.unsqueeze(2).expand(B, K, 2, rounds)).transpose(2, 3)
+    col, row = idx % R, torch.div(idx, R, rounding_mode="floor")
+    picked = _vote_points((torch.stack([col, row], -1).to(offset.dtype) + 0.5) / R, off, obj_box)  # [B, K, rounds, 2]
     valid = top > threshold
     weights = torch.where(valid, top, torch.zeros_like(top))
-    point_index = torch.arange(K, device=points.device).view(1, K, 1).expand(B, K, rounds)
+    point_index = torch.arange(K, device=offset.device).view(1, K, 1).expand(B, K, rounds)
 
     def round_major(x):
         return x.transpose(1, 2).reshape(B, K * rounds, *x.shape[3:])
