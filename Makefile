@@ -19,7 +19,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -e '.[book,test,pinned]'
 	touch $(STAMP)
 
-book: $(STAMP)
+# The Try it page runs HFL-Net in the reader's browser with onnxruntime-web, an npm package pinned by
+# package-lock.json. Without Node.js/npm (or the registry) the rest of the book still builds, and the
+# build and the page say what is missing.
+NPM_STAMP := node_modules/.package-lock.json
+$(NPM_STAMP): package.json package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund || echo "make book: npm ci failed: the Try it page will not run HFL-Net"; \
+	else echo "make book: npm (Node.js 18+) not found: the Try it page will not run HFL-Net; the rest of the book is built"; fi
+
+book: $(STAMP) $(NPM_STAMP)
 	HFL_BOOK_BUILD=1 $(BIN)/jupyter-book build . --path-output .
 	@echo "The book is in _build/html/index.html"
 

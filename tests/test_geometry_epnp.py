@@ -68,7 +68,9 @@ def test_four_points():
 
 @pytest.mark.parametrize("noise_px", [1.0, 2.0])
 def test_pixel_noise_no_worse_than_opencv(noise_px):
-    X, x, K, R, t = make_problems(400, 21, noise_px=noise_px, seed=int(10 * noise_px))
+    # 2000 problems: over 400 the medians' ratio moves by +-5% with the draw and with which way each
+    # control point lies, so a 5% margin would test the draw rather than the solver
+    X, x, K, R, t = make_problems(2000, 21, noise_px=noise_px, seed=int(10 * noise_px))
     rot, tr = pose_errors(*run(X, x, K), R, t)
     rot_cv, tr_cv = pose_errors(*opencv(X, x, K, cv2.SOLVEPNP_EPNP), R, t)
     assert np.median(rot) <= 1.05 * np.median(rot_cv)
@@ -205,3 +207,20 @@ def test_general_intrinsics_with_skew():
     uvw = np.einsum("bij,bnj->bni", K, np.einsum("bij,bnj->bni", R, X) + t[:, None])
     rot, tr = pose_errors(*run(X, uvw[..., :2] / uvw[..., 2:], K), R, t)
     assert rot.max() < 0.01 and tr.max() < 1e-4
+
+
+def test_result_does_not_depend_on_the_eigenvector_signs_lapack_returns(monkeypatch):
+    """LAPACK builds (and CPU vs GPU) return eigenvectors with different signs; with noise EPnP's
+    answer depends on which way each control point lies, so epnp fixes the signs itself."""
+    X, x, K, R, t = make_problems(16, 21, noise_px=2.0, seed=11)
+    before = run(X, x, K)
+    eigh = torch.linalg.eigh
+
+    def flipped(A, *args, **kwargs):
+        values, vectors = eigh(A, *args, **kwargs)
+        return values, vectors * torch.tensor([-1.0, 1.0, -1.0], dtype=vectors.dtype) if vectors.shape[-1] == 3 else vectors
+
+    monkeypatch.setattr(torch.linalg, "eigh", flipped)
+    after = run(X, x, K)
+    np.testing.assert_allclose(after[0], before[0], atol=1e-10)
+    np.testing.assert_allclose(after[1], before[1], atol=1e-10)

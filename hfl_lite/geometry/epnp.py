@@ -55,6 +55,10 @@ __all__ = ["PoseResult", "epnp", "epnp_ransac", "random_pnp_problems"]
 # collinear).
 MIN_SPREAD_RATIO = 1e-3
 
+# Each principal direction of the object points is turned to lie on the positive side of this
+# direction (irrational ratios: no axis-aligned or symmetric direction is orthogonal to it).
+_SIGN_DIRECTION = torch.tensor([1.0, 2 ** 0.5 - 1, (2 ** 0.5 - 1) ** 2], dtype=torch.float64)
+
 # The six pairs of control points whose distances fix the betas.
 _PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
 
@@ -440,6 +444,9 @@ def epnp(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tensor, weig
     c0 = (wn.unsqueeze(-1) * X).sum(-2)
     A = X - c0.unsqueeze(-2)
     lam, V = torch.linalg.eigh((wn.unsqueeze(-1) * A).transpose(-1, -2) @ A)
+    # eigh's eigenvector signs are arbitrary (they differ between LAPACK builds, CPU and GPU), and
+    # with noise EPnP's answer depends on which way each control point lies from the centroid: fix them
+    V = V * torch.where((V * _SIGN_DIRECTION.to(V).view(3, 1)).sum(-2, keepdim=True) < 0, -1.0, 1.0).to(V)
     spread_ok = (lam[:, 2] > 1e-20) & (lam[:, 0] > (MIN_SPREAD_RATIO ** 2) * lam[:, 2])
     # ... and of the observations: coincident or collinear image points cannot come from a
     # non-planar object in front of the camera (a collapsed set of votes, for instance)
