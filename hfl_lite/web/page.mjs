@@ -111,7 +111,7 @@ class LivePage {
   build() {
     const c = this.config;
     this.picker = element("select", { "aria-label": "image", onchange: () => this.select(this.picker.value) },
-      ...c.samples.map((s, i) => element("option", { value: i }, `held-out sample ${s.id} (${s.object})`)),
+      ...c.samples.map((s, i) => element("option", { value: i }, `${s.id} · ${s.object}`)),
       element("option", { value: OWN, disabled: "" }, "your own image"));
     this.file = element("input", { type: "file", accept: "image/*", onchange: () => this.useFile(this.file.files[0]) });
     this.objectPicker = element("select", { "aria-label": "object", onchange: () => this.clearResult() },
@@ -132,7 +132,7 @@ class LivePage {
       ...[0, 1, 2, 3].map((k) => (this.inputs[`${which}${k}`] = element("input", {
         type: "number", step: "1", onchange: () => this.typedBox(which) }))));
     const controls = element("div", { class: "hfl-live-controls" },
-      element("label", {}, "Image ", this.picker), element("label", { class: "hfl-live-file" }, "or drop / open your own: ", this.file),
+      element("label", {}, "Held-out sample ", this.picker), element("label", { class: "hfl-live-file" }, "or drop / open your own: ", this.file),
       element("label", {}, "Object ", this.objectPicker),
       element("span", {}, "Drag to draw the ", modeButton("hand", "hand box"), modeButton("object", "object box")),
       this.runButton, element("label", {}, this.truthBox, " show the ground truth"));
@@ -314,17 +314,17 @@ class LivePage {
     const ms = r.ms;
     const rows = [["time", `crop ${fmt(ms.crop)} ms · network ${fmt(ms.network)} ms · votes and pose ${fmt(ms.pose)} ms · `
       + `total ${fmt(ms.total)} ms (WebAssembly, ${this.threads} thread${this.threads > 1 ? "s" : ""})`]];
-    rows.push(["hand", `wrist at (${r.handTrans.map((v) => fmt(v, 3)).join(", ")}) m`]);
-    rows.push(["object", r.objValid ? `${this.objectPicker.value} at ${fmt(Math.hypot(...r.objTrans), 3)} m, `
-      + `${r.inliers.filter(Boolean).length} of ${r.votes.points.length} votes agree with the pose`
-      : "too few confident votes: no pose"]);
+    rows.push(["hand", r.problems.hand ? `not found: ${r.problems.hand}` : `wrist at (${r.handTrans.map((v) => fmt(v, 3)).join(", ")}) m`]);
+    rows.push(["object", r.problems.object ? `not found: ${r.problems.object}`
+      : `${this.objectPicker.value} at ${fmt(Math.hypot(...r.objTrans), 3)} m, `
+      + `${r.inliers.filter(Boolean).length} of ${r.votes.points.length} votes agree with the pose`]);
     if (this.sample) {
       const e = errors(r, this.sample.truth, this.ctrl3d(), r.K);
       if (e.joints2d_px !== undefined) {
-        rows.push(["hand vs truth", `2D joints ${fmt(e.joints2d_px)} px · joints relative to the wrist ${fmt(e.mpjpe_root_mm)} mm · `
-          + `wrist ${fmt(e.wrist_mm)} mm`]);
+        rows.push(["hand vs truth", `2D joints ${fmt(e.joints2d_px)} px · joints relative to the wrist ${fmt(e.mpjpe_root_mm)} mm`
+          + (r.problems.hand ? "" : ` · wrist ${fmt(e.wrist_mm)} mm`)]);
       }
-      if (e.rotation_deg !== undefined) {
+      if (e.rotation_deg !== undefined && !r.problems.object) {
         rows.push(["object vs truth", `rotation ${fmt(e.rotation_deg)}° · translation ${fmt(e.translation_mm)} mm · `
           + `box corners ${fmt(e.control_points_px)} px in the image`]);
       }
@@ -352,10 +352,9 @@ class LivePage {
     if (truth && truth.verts3d) traces.push(mesh(truth.verts3d, "#7f7f7f", 0.35, "hand (truth)"));
     if (truth) traces.push(edges(P.transformPoints(this.ctrl3d(), truth.obj_rot, truth.obj_trans), "#555555", "object box (truth)", "dash"));
     window.Plotly.react(this.plot, traces, {
-      height: 420, margin: { l: 0, r: 0, t: 30, b: 0 }, title: { text: "camera frame (metres)", font: { size: 13 } },
-      legend: { x: 0, y: 1 },
+      height: 420, margin: { l: 0, r: 0, t: 10, b: 0 }, legend: { x: 0, y: 1 },
       scene: { aspectmode: "data", camera: { up: { x: 0, y: -1, z: 0 }, eye: { x: 0, y: -0.4, z: -1.8 } },
-        xaxis: { title: "x" }, yaxis: { title: "y" }, zaxis: { title: "z" } },
+        xaxis: { title: "x (m)" }, yaxis: { title: "y (m)" }, zaxis: { title: "z (m)" } },
     }, { displaylogo: false, responsive: true });
   }
 

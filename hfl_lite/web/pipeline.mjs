@@ -64,23 +64,24 @@ export function inverse3(M) {
 }
 
 /** Eigen decomposition of a symmetric matrix by cyclic Jacobi rotations: eigenvalues ascending and
- * the matching eigenvectors as the columns of `vectors` (torch.linalg.eigh; signs may differ). */
+ * the matching eigenvectors as the columns of `vectors` (torch.linalg.eigh; signs may differ). Each
+ * rotation zeroes its pair; after four sweeps a pair too small to change its diagonal entries is
+ * zeroed without one, so the sweeps end (the rule of Numerical Recipes' jacobi). */
 export function symmetricEigen(S) {
   const n = S.length;
   const A = S.map((row) => row.slice());
   const V = eye(n);
-  for (let sweep = 0; sweep < 100; sweep++) {
+  for (let sweep = 0; sweep < 50; sweep++) {
     let off = 0;
-    let norm = 0;
-    for (let i = 0; i < n; i++) {
-      for (let j = 0; j < n; j++) {
-        norm += A[i][j] * A[i][j];
-        if (i !== j) off += A[i][j] * A[i][j];
-      }
-    }
-    if (off <= 1e-32 * norm || off === 0) break;
+    for (let p = 0; p < n - 1; p++) for (let q = p + 1; q < n; q++) off += Math.abs(A[p][q]);
+    if (off === 0) break;
     for (let p = 0; p < n - 1; p++) {
       for (let q = p + 1; q < n; q++) {
+        const g = 100 * Math.abs(A[p][q]);
+        if (sweep > 3 && Math.abs(A[p][p]) + g === Math.abs(A[p][p]) && Math.abs(A[q][q]) + g === Math.abs(A[q][q])) {
+          A[p][q] = A[q][p] = 0;
+          continue;
+        }
         if (A[p][q] === 0) continue;
         const theta = (A[q][q] - A[p][p]) / (2 * A[p][q]);
         const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
@@ -96,6 +97,7 @@ export function symmetricEigen(S) {
           A[p][k] = c * apk - s * aqk;
           A[q][k] = s * apk + c * aqk;
         }
+        A[p][q] = A[q][p] = 0; // what the rotation was for, without its rounding
         for (let k = 0; k < n; k++) {
           const vkp = V[k][p], vkq = V[k][q];
           V[k][p] = c * vkp - s * vkq;
