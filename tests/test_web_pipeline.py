@@ -284,20 +284,3 @@ def test_predict_image_in_javascript_equals_python(weights, request, tmp_path):
         compare_with_predict_image(js, py, entry["ctrl3d"], model.preset.roi_size, hand_placed=weights != "fresh",
                                    trained=weights == "shipped")
 
-
-def test_pages_that_embed_the_page_load_it_from_the_books_static_files():
-    """Every page holding the page's element (the Try it page, the end of chapters 10 and 13) loads
-    page.mjs and page.css from where book/_ext/hfl_live.py writes them, and holds the note the reader
-    sees where the module cannot run."""
-    from hfl_lite.web import FALLBACK_HTML
-
-    pages = {path.name: path.read_text() for path in sorted((ROOT / "book").glob("*.md"))}
-    for path in sorted((ROOT / "book").glob("*.ipynb")):
-        cells = json.loads(path.read_text())["cells"]
-        pages[path.name] = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
-    embedding = {name: text for name, text in pages.items() if 'id="hfl-live"' in text}
-    assert set(embedding) >= {"try_it.md", "10_end_to_end.ipynb", "13_browser.ipynb"}
-    for name, text in embedding.items():
-        assert 'data-base="../_static/hfl_live/"' in text and FALLBACK_HTML in text, name
-        assert '<script type="module" src="../_static/hfl_live/page.mjs"></script>' in text, name
-        assert '<link rel="stylesheet" href="../_static/hfl_live/page.css">' in text, name

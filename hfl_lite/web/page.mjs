@@ -111,7 +111,7 @@ class LivePage {
   build() {
     const c = this.config;
     this.picker = element("select", { "aria-label": "image", onchange: () => this.select(this.picker.value) },
-      ...c.samples.map((s, i) => element("option", { value: i }, `${s.id} · ${s.object}`)),
+      ...c.samples.map((s, i) => element("option", { value: i }, `held-out ${s.id} · ${s.object}`)),
       element("option", { value: OWN, disabled: "" }, "your own image"));
     this.file = element("input", { type: "file", accept: "image/*", onchange: () => this.useFile(this.file.files[0]) });
     this.objectPicker = element("select", { "aria-label": "object", onchange: () => this.clearResult() },
@@ -132,7 +132,7 @@ class LivePage {
       ...[0, 1, 2, 3].map((k) => (this.inputs[`${which}${k}`] = element("input", {
         type: "number", step: "1", onchange: () => this.typedBox(which) }))));
     const controls = element("div", { class: "hfl-live-controls" },
-      element("label", {}, "Held-out sample ", this.picker), element("label", { class: "hfl-live-file" }, "or drop / open your own: ", this.file),
+      element("label", {}, "Image ", this.picker), element("label", { class: "hfl-live-file" }, "or drop / open your own: ", this.file),
       element("label", {}, "Object ", this.objectPicker),
       element("span", {}, "Drag to draw the ", modeButton("hand", "hand box"), modeButton("object", "object box")),
       this.runButton, element("label", {}, this.truthBox, " show the ground truth"));
