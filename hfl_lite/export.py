@@ -62,7 +62,7 @@ PRECISIONS = ("fp32", "fp16")
 FP16_MIN_ELEMENTS = 64  # smaller tensors (biases, norms) stay float32: they cost nothing
 TOLERANCES = {"joints2d": 0.5, "verts": 1e-3, "joints": 1e-3}
 """Largest accepted difference between the exported graph and the network: 2D joints in pixels,
-vertices and joints in metres (the issue's 0.5 px and 1 mm)."""
+vertices and joints in metres (half a pixel, a millimetre)."""
 
 
 class ExportedNetwork(nn.Module):

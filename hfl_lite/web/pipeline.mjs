@@ -152,19 +152,6 @@ function solveLowerTransposed(L, B) {
   return X;
 }
 
-/** Rotation matrix [3][3] of an axis-angle vector (Rodrigues). */
-export function axisAngleToMatrix(w) {
-  const angle = Math.hypot(w[0], w[1], w[2]);
-  if (angle < 1e-12) return eye(3);
-  const [x, y, z] = w.map((v) => v / angle);
-  const c = Math.cos(angle), s = Math.sin(angle), C = 1 - c;
-  return [
-    [c + x * x * C, x * y * C - z * s, x * z * C + y * s],
-    [y * x * C + z * s, c + y * y * C, y * z * C - x * s],
-    [z * x * C - y * s, z * y * C + x * s, c + z * z * C],
-  ];
-}
-
 // ------------------------------------------------------------------ cameras and the crop
 /** Pixels [N][2] of camera-frame points [N][3] (hfl_lite.geometry.camera.project_points). */
 export function projectPoints(points, K, eps = 1e-9) {
