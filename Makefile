@@ -19,13 +19,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -e '.[book,test,pinned]'
 	touch $(STAMP)
 
-# The Try it page runs HFL-Net in the reader's browser with onnxruntime-web, an npm package pinned by
-# package-lock.json. Without Node.js/npm (or the registry) the rest of the book still builds, and the
-# build and the page say what is missing.
+# Front-end files the built book serves itself, listed in package.json and pinned by the lockfile:
+# MathJax (the math) and onnxruntime-web (the Try it page runs HFL-Net in the reader's browser).
+# Without npm the book still builds: book/_ext/hfl_book.py warns and math loads from a CDN (raw TeX
+# offline), and book/_ext/hfl_live.py warns and the Try it page says it cannot run.
 NPM_STAMP := node_modules/.package-lock.json
+
 $(NPM_STAMP): package.json package-lock.json
-	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund || echo "make book: npm ci failed: the Try it page will not run HFL-Net"; \
-	else echo "make book: npm (Node.js 18+) not found: the Try it page will not run HFL-Net; the rest of the book is built"; fi
+	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund || echo "make book: npm ci failed (no registry?): see above; the rest of the book is built."; \
+	else echo "make book: npm (Node.js) not found, so MathJax and onnxruntime-web are not installed:" \
+	     "math will load from a CDN and the Try it page will not run HFL-Net." \
+	     "Install Node.js 18+ and npm (Debian: apt-get install nodejs npm) for a book that works offline."; fi
 
 book: $(STAMP) $(NPM_STAMP)
 	HFL_BOOK_BUILD=1 $(BIN)/jupyter-book build . --path-output .
@@ -43,4 +47,4 @@ browser: book
 test: unit notebooks browser
 
 clean:
-	rm -rf _build
+	rm -rf _build node_modules

@@ -143,7 +143,8 @@ PAPER_TABLES: dict[int, dict[str, Any]] = {
                  "Ours": (8.9, 8.7, 81.4, 87.5, 52.2, 73.3)}},
 }
 
-HAND_METRICS = ("pa_mpjpe_mm", "pa_mpvpe_mm", "mpjpe_mm", "f5_pct", "f15_pct")
+HAND_METRICS = ("pa_mpjpe_mm", "pa_mpvpe_mm", "mpjpe_mm", "f5_pct", "f15_pct", "finger_angle_deg",
+                "articulation_mpjpe_mm")
 OBJECT_ERRORS = ("add_mm", "rep_px")
 DEFAULT_OUT = "data_samples/ablation"
 CACHE_LIMIT = 2000  # sets up to this many samples are decoded once and kept in memory
@@ -286,6 +287,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="ho3d", choices=("ho3d", "dexycb"))
     p.add_argument("--root", help="dataset folder (default: the shipped samples' set of --dataset, "
                                   "hfl_lite.samples.samples_root())")
+    p.add_argument("--eval-root", help="dataset folder whose evaluation split scores the runs (default: --root), "
+                                       "e.g. a held-out set rendered apart from the training images")
     p.add_argument("--preset", default="cpu", choices=("cpu", "paper"), help="network sizes (default cpu)")
     p.add_argument("--batch-size", type=int, help="samples per step (default 8; --tiny: 2)")
     p.add_argument("--lr", type=float, help=f"Adam learning rate, constant (default {DEFAULT_LR:g})")
@@ -350,12 +353,12 @@ def _ablate(args: argparse.Namespace, device: torch.device, command: str) -> int
                                            else Path(DEFAULT_OUT))
     out.mkdir(parents=True, exist_ok=True)
     preset = get_preset(args.preset)
-    pretrained = args.pretrained if args.pretrained is not None else preset.name == "paper"
+    pretrained = args.pretrained if args.pretrained is not None else preset.imagenet_backbone
     machine = machine_description(device)
 
     root = args.root if args.root is not None else samples_root() / args.dataset
     train_full = make_dataset(args.dataset, root, "train", preset, augment=args.augment, seed=seeds[0])
-    eval_full = make_dataset(args.dataset, root, "evaluation", preset)
+    eval_full = make_dataset(args.dataset, args.eval_root or root, "evaluation", preset)
     eval_idx = list(range(len(eval_full)))
     if eval_samples is not None and eval_samples < len(eval_full):
         eval_idx = sorted({int(i) for i in np.linspace(0, len(eval_full) - 1, eval_samples).round()})

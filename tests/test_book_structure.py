@@ -35,7 +35,6 @@ def test_first_cell_is_the_colab_cell_and_second_states_the_goal(path):
     cells = json.loads(path.read_text())["cells"]
     assert "".join(cells[0]["source"]) == book.colab_cell_source(), (
         f"{path.name}: first cell is not the Colab cell; run `python tools/book.py sync-colab`")
-    assert "remove-cell" in cells[0]["metadata"].get("tags", []), f"{path.name}: the Colab cell shows in the page"
     assert cells[1]["cell_type"] == "markdown", f"{path.name}: the second cell should state the chapter's goal"
 
 
@@ -46,6 +45,34 @@ def test_chapters_find_the_samples_only_through_the_locator(path):
     assert not re.search(r"Path\.cwd\(\)|os\.getcwd\(\)|__file__|\.parent\b|[\"'](\.\./)*data_samples", code), path.name
     if "SAMPLES" in code or "ABLATION" in code:
         assert "from hfl_lite.samples import samples_root" in code, path.name
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_colab_cell_is_hidden_in_the_built_book(path):
+    """One rule (tools/book.py COLAB_TAGS) hides the set-up cell on every chapter."""
+    cell = json.loads(path.read_text())["cells"][0]
+    assert book.colab_cell_is_current(cell), (
+        f"{path.name}: the Colab cell lacks the tags {book.COLAB_TAGS} that keep it out of the built book "
+        f"(it has {cell.get('metadata', {}).get('tags', [])}); run `python tools/book.py sync-colab`")
+
+
+def test_sync_colab_restores_the_hiding_tags_and_keeps_the_cell_id(tmp_path):
+    nb = json.loads(NOTEBOOKS[0].read_text())
+    nb["cells"][0]["metadata"] = {"tags": ["other-tag"]}  # today's source, tags lost
+    nb["cells"][0]["id"] = "kept-id"
+    second = json.loads(NOTEBOOKS[0].read_text())
+    second["cells"] = second["cells"][1:]  # no Colab cell at all
+    (tmp_path / "a.ipynb").write_text(json.dumps(nb, indent=1) + "\n")
+    (tmp_path / "b.ipynb").write_text(json.dumps(second, indent=1) + "\n")
+    assert sorted(p.name for p in book.sync_colab_cells(tmp_path)) == ["a.ipynb", "b.ipynb"]
+    for name in ("a.ipynb", "b.ipynb"):
+        first = json.loads((tmp_path / name).read_text())["cells"][0]
+        assert book.colab_cell_is_current(first), name
+    a = json.loads((tmp_path / "a.ipynb").read_text())
+    assert a["cells"][0]["id"] == "kept-id" and "other-tag" in a["cells"][0]["metadata"]["tags"]
+    assert len(a["cells"]) == len(nb["cells"])
+    assert book.sync_colab_cells(tmp_path) == []  # nothing left to do
+
 
 
 def test_colab_cell_derives_from_the_repository_url_and_branch():

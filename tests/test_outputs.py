@@ -115,7 +115,7 @@ def _synth(out: Path, layout: str, *extra: str) -> list[str]:
 def test_a_failed_synth_leaves_no_partial_tree(tmp_path, monkeypatch):
     """Finding 8: the partial tree then demanded --overwrite. With --layout both, the Dex-YCB
     failure also takes back the finished HO3D tree: both appear together or neither does."""
-    import hfl_lite.data.synth as synth
+    import hfl_lite.synth.generate as synth
 
     out = tmp_path / "sets"
     monkeypatch.setattr(synth, "generate_dexycb", _render_then_fail)
@@ -128,7 +128,7 @@ def test_a_failed_synth_leaves_no_partial_tree(tmp_path, monkeypatch):
 
 
 def test_synth_overwrite_keeps_the_old_tree_until_the_new_one_is_complete(tmp_path, monkeypatch):
-    import hfl_lite.data.synth as synth
+    import hfl_lite.synth.generate as synth
 
     out = tmp_path / "ho3d"
     out.mkdir()

@@ -22,6 +22,9 @@ from hfl_lite.bench import toc  # the one reader of _toc.yml
 ROOT = Path(__file__).resolve().parents[1]
 COLAB_MARKER = "# Colab set-up"
 COLAB_INSTALL_ENV = "HFL_COLAB_INSTALL"
+# The one rule that keeps the set-up cell out of the built book (Jupyter Book's tag for a cell
+# shown neither as code nor as output); sync-colab writes it on every chapter.
+COLAB_TAGS = ["remove-cell"]
 
 
 def _repository() -> dict:
@@ -67,22 +70,37 @@ def toc_files() -> list[Path]:
     return toc.toc_files(ROOT)
 
 
+def is_colab_cell(cell: dict) -> bool:
+    """Whether ``cell`` (a notebook cell as stored) is a Colab cell, current or outdated."""
+    return cell["cell_type"] == "code" and "".join(cell["source"]).startswith(COLAB_MARKER)
+
+
+def colab_cell_is_current(cell: dict) -> bool:
+    """The cell holds today's Colab source and carries the tags that hide it in the book."""
+    tags = cell.get("metadata", {}).get("tags", [])
+    return (is_colab_cell(cell) and "".join(cell["source"]) == colab_cell_source()
+            and all(tag in tags for tag in COLAB_TAGS))
+
+
 def _put_colab_cell(path: Path, source: str, insert: bool) -> bool:
-    """Make the first cell of notebook ``path`` the Colab cell ``source`` (``insert``: add it when
-    the notebook has none); returns whether the file changed."""
+    """Make the first cell of notebook ``path`` the Colab cell ``source``, hidden in the built book
+    by :data:`COLAB_TAGS` (``insert``: add it when the notebook has none). A cell being replaced
+    keeps its id and its other tags. Returns whether the file changed."""
     nb = json.loads(path.read_text())
     cells = nb["cells"]
-    cell = {"cell_type": "code", "execution_count": None, "id": "colab-setup",
-            "metadata": {"tags": ["remove-cell"]}, "outputs": [], "source": source.splitlines(keepends=True)}
-    if cells and cells[0]["cell_type"] == "code" and "".join(cells[0]["source"]).startswith(COLAB_MARKER):
-        cell["id"] = cells[0].get("id", cell["id"])  # cell ids stay stable
-        if cells[0] == cell:
+    old = cells[0] if cells and is_colab_cell(cells[0]) else None
+    if old is None and not insert:
+        return False
+    metadata = (old or {}).get("metadata", {})
+    tags = [t for t in metadata.get("tags", []) if t not in COLAB_TAGS] + COLAB_TAGS
+    cell = {"cell_type": "code", "execution_count": None, "id": (old or {}).get("id", "colab-setup"),
+            "metadata": {**metadata, "tags": tags}, "outputs": [], "source": source.splitlines(keepends=True)}
+    if old is not None:
+        if old == cell:
             return False
         cells[0] = cell
-    elif insert:
-        cells.insert(0, cell)
     else:
-        return False
+        cells.insert(0, cell)
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
     return True
 
@@ -91,10 +109,11 @@ def _notebooks(folder: Path) -> list[Path]:
     return [p for p in sorted(folder.glob("**/*.ipynb")) if ".ipynb_checkpoints" not in p.parts]
 
 
-def sync_colab_cells() -> list[Path]:
-    """Make the first cell of every chapter the Colab cell; returns the notebooks changed."""
+def sync_colab_cells(folder: Path | None = None) -> list[Path]:
+    """Make the first cell of every notebook under ``folder`` (default: book/) the Colab cell;
+    returns the notebooks changed."""
     source = colab_cell_source()
-    return [path for path in _notebooks(ROOT / "book") if _put_colab_cell(path, source, insert=True)]
+    return [path for path in _notebooks(Path(folder or ROOT / "book")) if _put_colab_cell(path, source, insert=True)]
 
 
 def stamp_notebooks(folder: Path, commit: str) -> list[Path]:

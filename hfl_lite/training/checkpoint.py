@@ -128,6 +128,23 @@ def check_same_network(path: str | os.PathLike, meta: Mapping[str, Any], preset:
                               "checkpoint was made with")
 
 
+def load_matching_weights(model: torch.nn.Module, weights: Mapping[str, torch.Tensor]) -> dict[str, list[str]]:
+    """Copy into ``model`` the tensors of ``weights`` whose name and shape match one of its own.
+
+    For warm starts across versions of the network (``train --init-partial``): the tensors it does
+    not find keep ``model``'s fresh initialisation. Returns ``{"fresh": [...], "dropped": [...]}``,
+    the names left fresh in ``model`` and the names of ``weights`` not used. Raises
+    :class:`CheckpointError` when nothing matches (the file is for another network altogether).
+    """
+    own = model.state_dict()
+    matching = {k: v for k, v in weights.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+    if not matching:
+        raise CheckpointError("--init-partial: no tensor of the checkpoint matches the network by name and shape")
+    own.update({k: v.to(own[k].dtype) for k, v in matching.items()})
+    model.load_state_dict(own)
+    return {"fresh": [k for k in own if k not in matching], "dropped": [k for k in weights if k not in matching]}
+
+
 def load_weights_into(model: torch.nn.Module, weights: Mapping[str, torch.Tensor], path: str | os.PathLike,
                       network: str) -> None:
     """``model.load_state_dict(weights)``, or a :class:`CheckpointError` in one sentence (instead of

@@ -29,7 +29,7 @@ from hfl_lite.model import BACKBONE_KINDS, HAND_VARIANTS, OBJECT_VARIANTS, PAPER
 from hfl_lite.presets import get_preset
 
 from .checkpoint import (check_same_network, describe_network, export_weights, load_checkpoint, load_model_weights,
-                         load_weights_into)
+                         load_matching_weights, load_weights_into)
 from .distributed import barrier, cleanup_distributed, init_distributed
 from .evaluate import MeanPoseBaseline, evaluate, flat_metrics
 from .loop import NonFiniteLossError, TrainConfig, Trainer, seed_everything, stop_signals_handled_by
@@ -106,6 +106,9 @@ def _train_parser() -> argparse.ArgumentParser:
                    help="start from these network weights (a training or exported checkpoint of the same preset and "
                         "variants) with a fresh optimiser, schedule and step count: fine-tuning; --resume of an "
                         "existing RUN_DIR/last.pt takes precedence")
+    p.add_argument("--init-partial", action="store_true",
+                   help="with --init-from: copy only the tensors whose names and shapes match (a checkpoint of an "
+                        "earlier version of the network); the rest keep their fresh initialisation and are listed")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in total (counted across resumes)")
     p.add_argument("--eval-every", type=int, default=0, help="evaluate every N epochs (0: never)")
     p.add_argument("--eval-max-samples", type=int, help="evaluate on at most this many samples")
@@ -216,9 +219,9 @@ def _train(args: argparse.Namespace, info) -> int:
     if args.init_from and args.resume and last.is_file():
         # resuming: the weights come from last.pt, and so does the lineage (the --init-from file
         # may have been overwritten since the run began, e.g. by this run's own --export)
-        init_meta = {k: v for k, v in load_checkpoint(last).items() if k in ("init_from", "init_from_meta")}
+        init_meta = {k: v for k, v in load_checkpoint(last).items() if k in ("init_from", "init_from_meta", "init_partial")}
     elif args.init_from:
-        init_meta = _init_weights(model, args.init_from, preset.name, model_config)
+        init_meta = _init_weights(model, args.init_from, preset.name, model_config, args.init_partial)
     else:
         init_meta = {}
 
@@ -281,19 +284,29 @@ def _train(args: argparse.Namespace, info) -> int:
     return 130 if result["status"] == "interrupted" else 0
 
 
-def _init_weights(model: torch.nn.Module, path: str, preset: str, model_config: dict[str, str]) -> dict[str, Any]:
+def _init_weights(model: torch.nn.Module, path: str, preset: str, model_config: dict[str, str],
+                  partial: bool = False) -> dict[str, Any]:
     """Load the network weights of checkpoint ``path`` into ``model`` (for ``--init-from``).
 
     Refuses, naming the checkpoint, one recorded with another preset or other network variants
     (the weights would not fit). Returns the lineage stored in the new run's checkpoints:
     ``init_from`` (the path) and ``init_from_meta`` (the source's dataset, epoch, step and, when
     the source was itself fine-tuned, its own ``init_from`` and ``init_from_meta``: the whole chain).
+    With ``partial``, only the tensors that match by name and shape are copied and the lineage
+    adds ``init_partial``: the names of the tensors left fresh and of those dropped.
     """
     weights, meta = load_model_weights(path)
     check_same_network(path, meta, preset, model_config, "--init-from")
-    load_weights_into(model, weights, path, describe_network(preset, model_config))
-    return {"init_from": str(path),
-            "init_from_meta": {k: meta[k] for k in ("dataset", "epoch", "step", "init_from", "init_from_meta") if k in meta}}
+    lineage = {"init_from": str(path),
+               "init_from_meta": {k: meta[k] for k in ("dataset", "epoch", "step", "init_from", "init_from_meta")
+                                  if k in meta}}
+    if not partial:
+        load_weights_into(model, weights, path, describe_network(preset, model_config))
+        return lineage
+    report = load_matching_weights(model, weights)
+    print(f"[hfl_lite] --init-partial: {len(weights) - len(report['dropped'])} tensors of {path} copied; "
+          f"{len(report['fresh'])} left fresh, {len(report['dropped'])} unused", flush=True)
+    return {**lineage, "init_partial": report}
 
 
 def _eval_parser() -> argparse.ArgumentParser:

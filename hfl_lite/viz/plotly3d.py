@@ -60,9 +60,15 @@ def frustum3d(K, width: int, height: int, depth: float = 0.1, color: str = "gray
 
 
 def scene_layout(fig: go.Figure, title: str | None = None, opencv_camera: bool = True, height: int = 520) -> go.Figure:
-    """Equal-aspect 3D axes; with ``opencv_camera`` the view looks along +z with y pointing down."""
+    """Equal-aspect 3D axes; with ``opencv_camera`` the view looks along +z with y pointing down.
+
+    The title sits on its own line under the plotly toolbar (which takes the figure's top right
+    corner), so a long title never runs beneath the buttons.
+    """
     scene = dict(aspectmode="data", xaxis_title="x (m)", yaxis_title="y (m)", zaxis_title="z (m)")
     if opencv_camera:
         scene["camera"] = dict(up=dict(x=0, y=-1, z=0), eye=dict(x=0.0, y=-0.4, z=-1.8))
-    fig.update_layout(scene=scene, title=title, height=height, margin=dict(l=0, r=0, t=40 if title else 10, b=0))
+    title_layout = dict(text=title, x=0.01, xanchor="left", yref="container", y=1, yanchor="top", pad=dict(t=34))
+    fig.update_layout(scene=scene, title=title_layout if title else None, height=height,
+                      margin=dict(l=0, r=0, t=70 if title else 30, b=0))
     return fig
