@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 import torch
 
-__all__ = ["FALLBACK_HTML", "MODEL_FILE", "ORT_FILES", "PAGE_FILES", "SAMPLE_COUNT", "find_onnxruntime_web", "page_config",
+__all__ = ["FALLBACK_HTML", "LOADER_HTML", "MODEL_FILE", "ORT_FILES", "PAGE_FILES", "SAMPLE_COUNT", "find_onnxruntime_web", "page_config",
            "sample_frames", "write_site"]
 
 HERE = Path(__file__).resolve().parent
@@ -54,6 +54,11 @@ FALLBACK_HTML = ("<p><em>Starting HFL-Net in your browser… If this message sta
                  "<code>python -m http.server -d _build/html</code> in the repository, then open "
                  "<code>http://localhost:8000/book/try_it.html</code>).</em></p>")
 """What the page's element holds until ``page.mjs`` replaces it, and keeps where the module cannot run."""
+LOADER_HTML = ('<script>if (location.protocol !== "file:") { const s = document.createElement("script"); '
+               's.type = "module"; s.src = "../_static/hfl_live/page.mjs"; document.body.appendChild(s); }</script>')
+"""How the book's pages start ``page.mjs``: not on a page opened from a file, where the browser would
+refuse the module with an error in its console (the book's browser test opens pages so); there
+:data:`FALLBACK_HTML` stays and says how to serve the book."""
 INDEX_HTML = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>HFL-Net in the browser</title>
 <link rel="icon" href="data:,"><link rel="stylesheet" href="page.css"><script src="plotly.min.js"></script></head>
