@@ -19,15 +19,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -e '.[book,test,pinned]'
 	touch $(STAMP)
 
-# Front-end files the built book serves itself (MathJax now; package.json lists them, the lockfile
-# pins them). Without npm the book still builds: book/_ext/hfl_book.py then warns, and math loads
-# from a CDN, so it shows as raw TeX offline.
+# Front-end files the built book serves itself, listed in package.json and pinned by the lockfile:
+# MathJax (the math) and onnxruntime-web (the Try it page runs HFL-Net in the reader's browser).
+# Without npm the book still builds: book/_ext/hfl_book.py warns and math loads from a CDN (raw TeX
+# offline), and book/_ext/hfl_live.py warns and the Try it page says it cannot run.
 NPM_STAMP := node_modules/.package-lock.json
 
 $(NPM_STAMP): package.json package-lock.json
-	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund; \
-	else echo "make book: npm (Node.js) not found, so MathJax is not installed: math will load from a CDN." \
-	     "Install Node.js and npm (Debian: apt-get install nodejs npm) for a book that works offline."; fi
+	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund || echo "make book: npm ci failed (no registry?): see above; the rest of the book is built."; \
+	else echo "make book: npm (Node.js) not found, so MathJax and onnxruntime-web are not installed:" \
+	     "math will load from a CDN and the Try it page will not run HFL-Net." \
+	     "Install Node.js 18+ and npm (Debian: apt-get install nodejs npm) for a book that works offline."; fi
 
 book: $(STAMP) $(NPM_STAMP)
 	HFL_BOOK_BUILD=1 $(BIN)/jupyter-book build . --path-output .

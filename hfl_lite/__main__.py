@@ -18,6 +18,7 @@ COMMANDS = {
     "train": ("hfl_lite.training.cli", "train_main", "train HFL-Net (CPU, one GPU or torchrun)"),
     "eval": ("hfl_lite.training.cli", "eval_main", "evaluate a checkpoint on a dataset split"),
     "infer": ("hfl_lite.inference", "main", "hand mesh and object pose for one image"),
+    "export": ("hfl_lite.export", "main", "export a checkpoint to ONNX (the network the browser runs)"),
     "bench": ("hfl_lite.bench.cli", "main", "benchmarks measured side by side on this machine"),
     "ablate": ("hfl_lite.ablation", "main", "backbone and interaction ablations on the synthetic set"),
 }

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from hfl_lite.data.augment import AugmentParams, apply_photometric
-from hfl_lite.data.crop import crop_square, make_crop_transform
+from hfl_lite.data.crop import CropTransform, crop_square, make_crop_transform
 from hfl_lite.errors import UserError
 from hfl_lite.geometry.camera import make_intrinsics, project_points, transform_points
 from hfl_lite.geometry.control_points import BOX_EDGES
@@ -47,7 +47,7 @@ from hfl_lite.presets import pick_device
 from hfl_lite.training.checkpoint import CheckpointError, describe_network, load_model_weights, load_weights_into
 
 __all__ = ["FOCAL_RANGE", "MIN_BOX_INSIDE", "MIN_BOX_SIDE_PX", "MIN_IMAGE_SIDE_PX", "NOT_FOUND_EXIT",
-           "PLAUSIBLE_DEPTH_M", "check_request", "default_intrinsics", "draw_overlay", "estimate_hand_translation",
+           "PLAUSIBLE_DEPTH_M", "check_request", "crop_request", "default_intrinsics", "draw_overlay", "estimate_hand_translation",
            "implausible", "load_model", "main", "predict", "predict_image"]
 
 MIN_IMAGE_SIDE_PX = 32  # smaller images hold no hand to speak of
@@ -218,6 +218,25 @@ def check_request(width: int, height: int, hand_box, obj_box, K: torch.Tensor | 
     return boxes
 
 
+def crop_request(K: torch.Tensor, hand_box: torch.Tensor, obj_box: torch.Tensor, size: int
+                 ) -> tuple[CropTransform, torch.Tensor, torch.Tensor]:
+    """The network's crop of one image and the two boxes in it: the one specification of the crop
+    that :func:`predict_image` uses and the browser page follows (``cropRequest`` in
+    ``hfl_lite/web/pipeline.mjs``, tested against this function).
+
+    K ``[3,3]`` the image's intrinsics; hand_box, obj_box ``[4]`` image pixels ``(x1, y1, x2, y2)``;
+    size: the network's input side ``S``. The crop is the union of the two boxes, each enlarged
+    ``hfl_lite.data.crop.CROP_ENLARGE`` times about its centre, made square about the union's centre
+    and mapped onto ``S x S`` pixels without rotation (:func:`hfl_lite.data.crop.crop_square`,
+    :func:`~hfl_lite.data.crop.make_crop_transform`), exactly as the data pipeline crops a frame.
+    Returns ``(crop, hand box [4], object box [4])``, the boxes in crop pixels (float64).
+    """
+    hand_box, obj_box = (torch.as_tensor(b, dtype=torch.float64) for b in (hand_box, obj_box))
+    centre, side = crop_square(hand_box, obj_box)
+    crop = make_crop_transform(torch.as_tensor(K, dtype=torch.float64), centre, float(side), size)
+    return crop, crop.box(hand_box), crop.box(obj_box)
+
+
 def implausible(result: dict[str, Any]) -> dict[str, str | None]:
     """Why a :func:`predict_image` result cannot be right: ``{"hand": reason or None, "object":
     reason or None}``. A hand or object behind the camera, nearer or farther than
@@ -259,15 +278,12 @@ def predict_image(model: HFLNet, image: np.ndarray, hand_box, obj_box, obj_ctrl3
     h, w = image.shape[:2]
     hand_box, obj_box = check_request(w, h, hand_box, obj_box, K)
     K = default_intrinsics(w, h) if K is None else torch.as_tensor(K, dtype=torch.float32)
-    size = model.preset.image_size
-    centre, side = crop_square(hand_box, obj_box)
-    crop = make_crop_transform(K.double(), centre, float(side), size)
+    crop, crop_hand, crop_obj = crop_request(K, hand_box, obj_box, model.preset.image_size)
     crop_image = apply_photometric(crop.warp_image(image), AugmentParams())
     crop_K = crop.K.float()
-    out = predict(model, crop_image[None], crop.box(hand_box).float()[None], crop.box(obj_box).float()[None],
+    out = predict(model, crop_image[None], crop_hand.float()[None], crop_obj.float()[None],
                   crop_K[None], obj_ctrl3d.float(), generator=generator)
-    A_inv = torch.linalg.inv(crop.A).float().to(out["joints2d"].device)
-    full2d = out["joints2d"] @ A_inv[:2, :2].T + A_inv[:2, 2]
+    full2d = crop.image_points(out["joints2d"])
     return {**out, "K": K, "crop_K": crop_K, "crop_affine": crop.A.float(), "crop_image": crop_image,
             "joints2d_full": full2d}
 

@@ -144,3 +144,29 @@ def tiny_trained_checkpoint(tmp_path_factory) -> Path:
     torch.use_deterministic_algorithms(flags[0], warn_only=flags[1])
     torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = flags[2], flags[3]
     return run / "last.pt"
+
+
+@pytest.fixture(scope="session")
+def lively_checkpoint(tmp_path_factory) -> Path:
+    """An untrained cpu-preset HFL-Net (seed 0) whose decoders keep PyTorch's default initialisation
+    instead of the reference's near-zero one, written as ``train --export`` writes weights: its
+    outputs spread as a trained network's do (confidence logits of order one, a hand of a hand's size,
+    2D joints apart), so steps after the network are well posed on them, unlike on ``fresh_checkpoint``
+    (all votes tied near 0.5, a tiny hand kilometres away)."""
+    from torch import nn
+
+    from hfl_lite.mano import StandinAssetWarning
+    from hfl_lite.model import PAPER_VARIANTS, HFLNet
+    from hfl_lite.training.checkpoint import export_weights, save_checkpoint
+
+    folder = tmp_path_factory.mktemp("lively_checkpoint")
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StandinAssetWarning)
+        model = HFLNet("cpu")
+    for module in [*model.hand_decoder.modules(), *model.object_decoder.modules()]:
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            module.reset_parameters()
+    save_checkpoint({"model": model.state_dict(), "preset": "cpu", "model_config": dict(PAPER_VARIANTS), "step": 0},
+                    folder / "init.pt")
+    return export_weights(folder / "init.pt", folder / "lively.pt")

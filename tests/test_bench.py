@@ -58,6 +58,12 @@ def test_tiny_run_writes_every_section(tmp_path):
     assert records["data"][0]["samples"] == 8 and records["data"][0]["samples_per_s"] > 0
     assert records["data"][1]["samples"] == 8 and records["data"][1]["main_cpu_ms_per_sample"] > 0
     assert records["render"][0]["images_per_s"] > 0
+    browser = records["browser"]  # the page in headless Chromium, or a record of why it cannot run here
+    if "skipped" in browser[0]:
+        assert len(browser) == 1 and browser[0]["details"] == browser[0]["skipped"]
+    else:
+        assert [r["engine"] for r in browser] == ["torch", "onnxruntime", "onnxruntime-web"]
+        assert all(r["network_ms"] > 0 for r in browser) and browser[-1]["ratio_to_torch"] > 0
 
 
 def test_train_step_timing_runs_under_autocast():

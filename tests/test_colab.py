@@ -1,10 +1,10 @@
-"""Every chapter runs as in Colab: the twelve chapters copied into an empty folder, executed under
+"""Every chapter runs as in Colab: the thirteen chapters copied into an empty folder, executed under
 nbval by a fresh virtual environment that has only the project's dependencies, with
 ``google.colab`` faked so that each chapter's first cell takes its own install path and installs
 the wheel of this checkout (``HFL_COLAB_INSTALL``). Nothing else is installed and nothing is read
 from the repository: the samples must travel with the package.
 
-Slow (all twelve chapters on the CPU preset, several minutes); it belongs in CI.
+Slow (all thirteen chapters on the CPU preset, several minutes); it belongs in CI.
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def test_every_chapter_runs_after_its_first_cell_in_a_colab_like_environment(hfl
     startup.mkdir(parents=True)
     (startup / "00-fake-colab.py").write_text(FAKE_COLAB)
     chapters = book.toc_notebooks()
-    assert len(chapters) == 12
+    assert len(chapters) == 13
     folder = tmp_path / "colab"
     folder.mkdir()
     for chapter in chapters:

@@ -35,7 +35,8 @@ def test_the_wheel_holds_the_package_and_every_sample(hfl_wheel):
     assert len(shipped) > 300 and shipped <= names
     assert "hfl_lite/data_samples/checkpoints/hfl_lite_cpu_ho3d_synthetic.pt" in names
     assert {"hfl_lite/bench/epnp.py", "hfl_lite/bench/cli.py", "hfl_lite/synth/render.py", "hfl_lite/data/formats.py",
-            "hfl_lite/samples.py"} <= names
+            "hfl_lite/samples.py", "hfl_lite/export.py", "hfl_lite/web/pipeline.mjs", "hfl_lite/web/page.mjs",
+            "hfl_lite/web/page.css"} <= names
     assert not [n for n in names if n.startswith(("bench/", "tests/", "tools/", "book/"))]
 
 

@@ -19,6 +19,8 @@ Sections (``--sections``, default all but ``book``, which ``--book`` adds), one 
     voting     votes -> pose (top-10 voting + RANSAC EPnP) against the reference's loop
     data       DataLoader samples/s with 2 workers on the samples' ho3d set; --cache fill rate
     render     synthetic-scene renderer images/s (:mod:`hfl_lite.synth.render`)
+    browser    the Try it page's time per image in headless Chromium (WebAssembly, 1 and several
+               threads) beside predict_image in PyTorch and the graph in ONNX Runtime for Python
     book       execution time of each chapter in _toc.yml and of the whole book (HFL_PRESET=cpu)
 
 ``timing`` holds the measuring helpers they share, ``load`` the competing CPU load of the
@@ -28,5 +30,6 @@ each, the CPU preset for the network) so that the whole command takes a minute o
 small CPU; its figures only show that everything runs. Everything but ``book`` works from an
 installed package: the data samples come from :func:`hfl_lite.samples.samples_root`; the book
 section runs the chapters of a repository checkout (``--book-root``, default the checkout
-holding the package).
+holding the package), and the browser section needs that checkout's ``node_modules`` and headless
+Chromium (without them it records why it was skipped).
 """

@@ -24,6 +24,7 @@ from hfl_lite.threads import cpu_threads
 
 from .backbone import bench_backbone
 from .book import bench_book
+from .browser import bench_browser
 from .data import bench_data
 from .epnp import bench_epnp_section, bench_voting_section
 from .inference import bench_inference
@@ -40,7 +41,7 @@ DEFAULT_OUT = Path("bench_results") / "bench.json"
 RUNNERS: dict[str, Callable[[Settings, dict], list[dict]]] = {
     "peak": bench_peak, "inference": bench_inference, "train": bench_train, "backbone": bench_backbone,
     "epnp": bench_epnp_section, "voting": bench_voting_section, "data": bench_data, "render": bench_render,
-    "book": bench_book,
+    "browser": bench_browser, "book": bench_book,
 }
 
 SECTIONS = tuple(RUNNERS)

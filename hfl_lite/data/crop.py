@@ -83,6 +83,11 @@ class CropTransform:
         A = self.A.to(points.dtype)
         return points @ A[:2, :2].T + A[:2, 2]
 
+    def image_points(self, points: torch.Tensor) -> torch.Tensor:
+        """Crop pixels ``[..., 2]`` -> full-image pixels ``[..., 2]`` (the inverse of :meth:`points2d`)."""
+        A_inv = torch.linalg.inv(self.A).to(points.dtype).to(points.device)
+        return points @ A_inv[:2, :2].T + A_inv[:2, 2]
+
     def points3d(self, points: torch.Tensor) -> torch.Tensor:
         """Camera-frame points ``[..., 3]`` (metres) -> the crop's rotated camera frame."""
         return points @ self.R.to(points.dtype).T

@@ -73,7 +73,7 @@ from .crop import crop_square, make_crop_transform
 from .formats import YCB_IDS, mesh_diameter, read_obj, transform_mano
 
 __all__ = ["DataError", "FrameAnnotation", "HAND_BOX_ENLARGE", "HandObjectDataset", "ManoHands", "ObjectCatalog",
-           "PHYSICAL_LIMITS", "build_sample", "image_bytes_complete", "mirror_frame", "read_image", "require_key",
+           "PHYSICAL_LIMITS", "build_sample", "frame_boxes", "image_bytes_complete", "mirror_frame", "read_image", "require_key",
            "validate_frame"]
 
 log = logging.getLogger("hfl_lite.data")
@@ -295,6 +295,18 @@ def mirror_frame(frame: FrameAnnotation, mano_root_rest_right: torch.Tensor | No
     )
 
 
+def frame_boxes(frame: FrameAnnotation) -> tuple[torch.Tensor, torch.Tensor]:
+    """The full-image boxes ``(hand [4], object [4])`` (pixels, ``x1, y1, x2, y2``) that a frame is
+    cropped around: the dataset's hand box where it gives one (HO3D evaluation), else the tight box
+    of the 2D joints enlarged ``HAND_BOX_ENLARGE`` times; the tight box of the object's projected
+    control points."""
+    obj_box = tight_box(project_points(transform_points(frame.obj_ctrl3d, frame.obj_rot, frame.obj_trans), frame.K))
+    if frame.hand_box is not None:
+        return frame.hand_box, obj_box
+    joints2d = frame.joints2d if frame.joints2d is not None else project_points(frame.joints3d, frame.K)
+    return enlarge_box(tight_box(joints2d), HAND_BOX_ENLARGE), obj_box
+
+
 def build_sample(frame: FrameAnnotation, image_size: int, roi_size: int,
                  params: AugmentParams | None = None) -> dict:
     """Crop (and, with ``params``, augment) one frame into the common sample.
@@ -310,15 +322,10 @@ def build_sample(frame: FrameAnnotation, image_size: int, roi_size: int,
     """
     params = params or AugmentParams()
     K = frame.K
-    ctrl_cam = transform_points(frame.obj_ctrl3d, frame.obj_rot, frame.obj_trans)
-    ctrl2d_full = project_points(ctrl_cam, K)
-    obj_box_full = tight_box(ctrl2d_full)
+    ctrl2d_full = project_points(transform_points(frame.obj_ctrl3d, frame.obj_rot, frame.obj_trans), K)
     if frame.has_hand:
         joints2d_full = frame.joints2d if frame.joints2d is not None else project_points(frame.joints3d, K)
-    hand_box_full = frame.hand_box
-    if hand_box_full is None:
-        hand_box_full = enlarge_box(tight_box(joints2d_full), HAND_BOX_ENLARGE)
-    centre, side = crop_square(hand_box_full, obj_box_full)
+    centre, side = crop_square(*frame_boxes(frame))
     centre = centre + side * centre.new_tensor(params.shift)
     crop = make_crop_transform(K, centre, float(side) * params.scale, image_size, params.angle)
 
