@@ -44,7 +44,32 @@ def test_chapters_find_the_samples_only_through_the_locator(path):
     code = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
     assert not re.search(r"Path\.cwd\(\)|os\.getcwd\(\)|__file__|\.parent\b|[\"'](\.\./)*data_samples", code), path.name
     if "SAMPLES" in code or "ABLATION" in code:
-        assert "from hfl_lite.samples import samples_root" in code, path.name
+        assert re.search(r"from hfl_lite\.samples import [^\n]*\bsamples_root\b", code), path.name
+
+
+CODE_COLUMNS = 79  # what the book's text column shows without a scroll bar
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_chapter_apparatus_summary_exercises_and_code_that_fits_the_column(path):
+    """Issue 20: a summary and exercises at the end of every chapter (each exercise with a hint or
+    an answer to fold open), and visible code no wider than the column (hidden drawing code may be)."""
+    cells = json.loads(path.read_text())["cells"]
+    text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    headings = re.findall(r"^## (.+)$", text, re.M)
+    assert "Summary" in headings and "Exercises" in headings, f"{path.name}: sections {headings}"
+    exercises = text.split("## Exercises", 1)[1]
+    numbered = re.findall(r"^\d+\. ", exercises, re.M)
+    folded = re.findall(r"^\s*:class: dropdown", exercises, re.M)
+    assert numbered and len(folded) >= len(numbered), (
+        f"{path.name}: {len(numbered)} exercises, {len(folded)} folded hints or answers")
+    wide = []
+    for i, c in enumerate(cells[1:], 1):
+        tags = c.get("metadata", {}).get("tags", [])
+        if c["cell_type"] != "code" or {"hide-input", "remove-input", "remove-cell"} & set(tags):
+            continue
+        wide += [f"cell {i}: {line[:40]}..." for line in "".join(c["source"]).splitlines() if len(line) > CODE_COLUMNS]
+    assert not wide, f"{path.name}: visible code lines over {CODE_COLUMNS} characters: {wide}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
