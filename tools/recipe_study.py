@@ -53,6 +53,7 @@ class Config(NamedTuple):
     weights: list[str]  # --loss-weight values
     weight_decay: str
     trainable: tuple[str, ...] = ()  # train only these submodules (default: all)
+    steps: int | None = None  # instead of the start's budget (0: the starting weights as they are)
 
 
 # the order is the table's
@@ -60,6 +61,7 @@ CONFIGS = {
     "scratch, fixed, paper weights": Config("scratch", "fixed", False, PAPER, "5e-4"),
     "scratch, fresh+aug, mano_pose=1000, obj_offset=5000": Config(
         "scratch", "pool", True, ["joints2d=100", "mano_pose=1000", "obj_offset=5000"], "5e-4"),
+    "warm, no step: the previous checkpoint, fresh hand encoder": Config("warm", "pool", False, RECIPE, "0", steps=0),
     "warm, fresh+aug, paper weights": Config("warm", "pool", True, PAPER, "5e-4"),
     "warm, fresh+aug, recipe weights": Config("warm", "pool", True, RECIPE, "0"),
     "warm, fresh, recipe weights": Config("warm", "pool", False, RECIPE, "0"),
@@ -119,7 +121,7 @@ def _fixed_subset(pool: Path, folder: Path, images: int) -> None:
 def _train_options(config: Config, budget: dict, data: Path, warm_start: Path | None) -> list[str]:
     images = len((data / "train.txt").read_text().split())
     steps_per_epoch = max(1, images // budget["batch"])
-    epochs = -(-budget["steps"] // steps_per_epoch)  # enough epochs to reach --max-steps
+    epochs = max(1, -(-budget["steps"] // steps_per_epoch))  # enough epochs to reach --max-steps
     lr_step = max(1, round(budget["lr_step_steps"] / steps_per_epoch))  # the schedule counts epochs
     options = ["--dataset", "ho3d", "--preset", "cpu", "--root", str(data), "--batch-size", str(budget["batch"]),
                "--epochs", str(epochs), "--max-steps", str(budget["steps"]), "--lr", budget["lr"],
@@ -177,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     rows, baseline = [], None
     for config in configs:
         budget = TINY_BUDGET if args.tiny else BUDGETS[CONFIGS[config].start]
+        if CONFIGS[config].steps is not None:
+            budget = {**budget, "steps": CONFIGS[config].steps}
         run = out / "runs" / config.replace(", ", "_").replace("=", "-")
         data = fixed if CONFIGS[config].data == "fixed" else pool
         if not (run / "eval" / "metrics.json").is_file():
