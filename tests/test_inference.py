@@ -126,7 +126,7 @@ def heldout_set():
     """The held-out set every shipped number is measured on (rendered once into the cache)."""
     from hfl_lite.data import HO3D
     from hfl_lite.presets import get_preset
-    from hfl_lite.samples import heldout_root
+    from hfl_lite.synth.heldout import heldout_root
 
     preset = get_preset("cpu")
     return HO3D(heldout_root(progress=False), "evaluation", preset.image_size, preset.roi_size)

@@ -4,7 +4,7 @@
     python tools/recipe_study.py --out /tmp/recipe --tiny                # every step on a few images
 
 Every configuration trains the ``cpu`` preset and is then scored on the same held-out set
-(``hfl_lite.samples.heldout_command``: 240 frames of seed 7, rendered apart from every training
+(``hfl_lite.synth.heldout.heldout_command``: 240 frames of seed 7, rendered apart from every training
 image) with the mean-pose baselines. Two starts, each with its own budget:
 
 * ``scratch``: random weights, 1,000 steps of 32 (lr 1e-3, x0.3 after 700 steps);
@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from hfl_lite.samples import heldout_command
+from hfl_lite.synth.heldout import heldout_command
 
 ROOT = Path(__file__).resolve().parents[1]
 POOL_SEED = 11

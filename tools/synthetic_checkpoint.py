@@ -6,7 +6,7 @@
 
 It runs, one after the other, the commands data_samples/checkpoints/README.md lists (printing each
 before it runs): the held-out evaluation set (240 frames of seed 7, rendered apart from every
-training image: ``hfl_lite.samples.heldout_command``), then for each stage ``synth`` of its own fresh images and ``train``
+training image: ``hfl_lite.synth.heldout.heldout_command``), then for each stage ``synth`` of its own fresh images and ``train``
 from the previous stage's weights (stage 1 from random weights), and at the end ``eval`` of the
 last stage's weights on the held-out set with the mean-pose baselines. Everything goes under
 ``--out``:
@@ -41,7 +41,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from hfl_lite.samples import HELDOUT_FRAMES, heldout_command
+from hfl_lite.synth.heldout import HELDOUT_FRAMES, heldout_command
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT_NAME = "hfl_lite_cpu_ho3d_synthetic.pt"
@@ -71,7 +71,7 @@ FULL = {
 }
 TINY = {name: Stage(8, stage.seed, [*stage.options, "--batch-size", "4", "--epochs", "1", "--max-steps", "2"])
         for name, stage in FULL.items()}
-TINY_HELDOUT = 4  # frames of the held-out set with --tiny (hfl_lite.samples.HELDOUT_FRAMES otherwise)
+TINY_HELDOUT = 4  # frames of the held-out set with --tiny (hfl_lite.synth.heldout.HELDOUT_FRAMES otherwise)
 COMMON = ["--dataset", "ho3d", "--preset", "cpu", "--seed", "0", "--no-progress"]
 
 
