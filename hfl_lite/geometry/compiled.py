@@ -1,0 +1,83 @@
+"""Running a batched tensor function through ``torch.compile``, with the eager function as fallback.
+
+A batched solver such as :func:`hfl_lite.geometry.epnp` is a few thousand small tensor
+operations; on a CPU each costs microseconds of dispatch however little arithmetic it does.
+``torch.compile`` (TorchInductor) fuses them into a few loops of generated C++, compiled once
+per process (minutes on a small machine; TorchInductor keeps the result in its on-disk cache,
+so later processes load it in seconds). The function must have no data-dependent Python
+branch and no copy to the host (the solver is written that way). It is compiled with a dynamic
+batch size: one compilation serves every batch of two or more problems.
+
+Compiling needs TorchInductor's backend: on a CPU a C++ compiler, on a GPU Triton. Where it is
+missing or compilation fails, :func:`call_compiled` warns once, naming the reason, and runs the
+eager function from then on in this process.
+"""
+from __future__ import annotations
+
+import functools
+import warnings
+from typing import Callable
+
+import torch
+
+__all__ = ["call_compiled", "compile_unavailable"]
+
+# why compiling is unusable in this process (None: not known to be); set by the first failure
+_failure: str | None = None
+
+
+def compile_unavailable(device: torch.device) -> str | None:
+    """Why ``torch.compile`` cannot run on ``device`` here, or None where it may: a compilation
+    that already failed in this process, or, on a CPU, no C++ compiler to be found."""
+    if _failure is not None:
+        return _failure
+    if device.type == "cpu":
+        try:
+            from torch._inductor.cpp_builder import get_cpp_compiler
+        except ImportError:  # another torch version: let the compilation itself tell
+            return None
+        try:
+            get_cpp_compiler()
+        except Exception as error:  # noqa: BLE001 (torch raises its own types, varying by version)
+            return f"no C++ compiler for TorchInductor ({_first_line(error)})"
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+@functools.cache
+def _compiled(fn: Callable) -> Callable:
+    return torch.compile(fn, dynamic=True, fullgraph=True)
+
+
+def call_compiled(fn: Callable, *args, **kwargs):
+    """``fn(*args, **kwargs)`` compiled (see the module docstring), or eager where compiling is
+    unusable: then one warning names the reason. ``fn`` must be a module-level function (its
+    compiled form is kept for the process) whose tensor arguments carry the batch first. They
+    are made contiguous and a batch of one is solved as two copies of the problem: another
+    layout, or a size of one, would make ``torch.compile`` compile a second time."""
+    global _failure
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    reason = compile_unavailable(tensors[0].device)
+    if reason is not None:
+        _warn(reason)
+        return fn(*args, **kwargs)
+    single = tensors[0].shape[0] == 1
+    # contiguous inputs: a stride of another layout (an expanded view) would be compiled anew
+    batch = tuple((a.expand(2, *a.shape[1:]) if single else a).contiguous() if isinstance(a, torch.Tensor) else a
+                  for a in args)
+    try:
+        out = _compiled(fn)(*batch, **kwargs)
+    except Exception as error:  # noqa: BLE001 (backend errors come in many types; eager is the fallback)
+        _failure = f"torch.compile failed ({_first_line(error)})"
+        _warn(_failure)
+        return fn(*args, **kwargs)
+    return tuple(t[:1] for t in out) if single else out
+
+
+@functools.cache
+def _warn(reason: str) -> None:
+    warnings.warn(f"compiled solver unavailable, running eagerly: {reason}", RuntimeWarning, stacklevel=3)
