@@ -5,8 +5,9 @@ operations; on a CPU each costs microseconds of dispatch however little arithmet
 ``torch.compile`` (TorchInductor) fuses them into a few loops of generated C++, compiled once
 per process (minutes on a small machine; TorchInductor keeps the result in its on-disk cache,
 so later processes load it in seconds). The function must have no data-dependent Python
-branch and no copy to the host (the solver is written that way). It is compiled with a dynamic
-batch size: one compilation serves every batch of two or more problems.
+branch and no copy to the host (the solver is written that way). It is compiled with dynamic
+sizes where the caller says so (the batch, the number of points): one compilation serves them
+all, while the other sizes (coordinates, 3 x 3 matrices) are compiled in as constants.
 
 Compiling needs TorchInductor's backend: on a CPU a C++ compiler, on a GPU Triton. Where it is
 missing or compilation fails, :func:`call_compiled` warns once, naming the reason, and runs the
@@ -50,31 +51,36 @@ def _first_line(error: BaseException) -> str:
 
 @functools.cache
 def _compiled(fn: Callable) -> Callable:
-    return torch.compile(fn, dynamic=True, fullgraph=True)
+    return torch.compile(fn, fullgraph=True)
 
 
-def call_compiled(fn: Callable, *args, **kwargs):
-    """``fn(*args, **kwargs)`` compiled (see the module docstring), or eager where compiling is
-    unusable: then one warning names the reason. ``fn`` must be a module-level function (its
-    compiled form is kept for the process) whose tensor arguments carry the batch first. They
-    are made contiguous and a batch of one is solved as two copies of the problem: another
-    layout, or a size of one, would make ``torch.compile`` compile a second time."""
+def call_compiled(fn: Callable, tensors: tuple[torch.Tensor, ...], dynamic: tuple[tuple[int, ...], ...], *args,
+                  **kwargs):
+    """``fn(*tensors, *args, **kwargs)`` compiled (see the module docstring), or eager where
+    compiling is unusable: then one warning names the reason.
+
+    ``fn`` must be a module-level function (its compiled form is kept for the process) that
+    returns a tuple of tensors; ``tensors`` carry the batch first, and ``dynamic`` names, per
+    tensor, the dimensions whose size may change from call to call (the batch among them).
+    The tensors are made contiguous and a batch of one is solved as two copies of the problem:
+    another layout, or a size of one (which ``torch.compile`` never treats as dynamic), would
+    be compiled anew."""
     global _failure
-    tensors = [a for a in args if isinstance(a, torch.Tensor)]
     reason = compile_unavailable(tensors[0].device)
     if reason is not None:
         _warn(reason)
-        return fn(*args, **kwargs)
+        return fn(*tensors, *args, **kwargs)
     single = tensors[0].shape[0] == 1
-    # contiguous inputs: a stride of another layout (an expanded view) would be compiled anew
-    batch = tuple((a.expand(2, *a.shape[1:]) if single else a).contiguous() if isinstance(a, torch.Tensor) else a
-                  for a in args)
+    # new tensor objects (the dynamic marks stay off the caller's), contiguous
+    batch = tuple((t.expand(2, *t.shape[1:]) if single else t).contiguous().detach() for t in tensors)
+    for t, dims in zip(batch, dynamic):
+        torch._dynamo.maybe_mark_dynamic(t, dims)
     try:
-        out = _compiled(fn)(*batch, **kwargs)
+        out = _compiled(fn)(*batch, *args, **kwargs)
     except Exception as error:  # noqa: BLE001 (backend errors come in many types; eager is the fallback)
         _failure = f"torch.compile failed ({_first_line(error)})"
         _warn(_failure)
-        return fn(*args, **kwargs)
+        return fn(*tensors, *args, **kwargs)
     return tuple(t[:1] for t in out) if single else out
 
 

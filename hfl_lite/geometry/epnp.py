@@ -43,7 +43,9 @@ eigen- or singular-value decomposition (iterative per matrix in LAPACK). For bat
 ordinary size the solver runs on one CPU thread: more threads only add synchronisation to
 such short operations, and on a busy machine each of them can wait for a time slice. The
 solver has no data-dependent branch and never copies a value to the host, so a GPU can
-replay it as one CUDA graph (``epnp(..., cuda_graph=True)``, :mod:`hfl_lite.geometry.graphs`).
+replay it as one CUDA graph (``epnp(..., cuda_graph=True)``, :mod:`hfl_lite.geometry.graphs`),
+and ``torch.compile`` can fuse its operations into a few loops of generated code
+(``epnp(..., compiled=True)``, :mod:`hfl_lite.geometry.compiled`), compiled once per process.
 
 All the arithmetic runs in float64 (the results come back in the input dtype).
 Correspondences with a zero weight or a non-finite value are ignored. A sample that cannot be
@@ -531,7 +533,8 @@ def _epnp_compiled(points_3d, points_2d, K, weights, *args, **kwargs):
     wd = _work_dtype(points_3d.device)
     if weights is None:
         weights = torch.ones(points_3d.shape[:2], dtype=wd, device=points_3d.device)
-    return call_compiled(_epnp, *(a.to(wd) for a in (points_3d, points_2d, K, weights)), *args, **kwargs)
+    tensors = tuple(a.to(wd) for a in (points_3d, points_2d, K, weights))
+    return call_compiled(_epnp, tensors, ((0, 1), (0, 1), (0,), (0, 1)), *args, **kwargs)
 
 
 def _epnp(points_3d, points_2d, K, weights, min_points, gauss_newton_iters, refine_iters, candidates=(1, 2, 3, 4)):
