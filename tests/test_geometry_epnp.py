@@ -419,7 +419,8 @@ def test_a_failed_compilation_falls_back_to_eager_with_one_warning(fresh_fallbac
     monkeypatch.setattr(compiled_module, "_compiled", failing_compile)
     tensors = [torch.from_numpy(a) for a in make_problems(5, 12, noise_px=1.0, seed=45)[:3]]
     eager = epnp(*tensors, return_valid=True)
-    with pytest.warns(RuntimeWarning, match=r"running eagerly: torch.compile failed \(RuntimeError: backend exploded\)"):
+    failed = r"running eagerly: torch.compile failed \(RuntimeError: backend exploded\)"
+    with pytest.warns(RuntimeWarning, match=failed):
         fallback = epnp(*tensors, return_valid=True, compiled=True)
     _assert_same_poses(fallback, eager, atol=0)
     # later calls go straight to the eager solver, silently; a single problem keeps its shape

@@ -45,7 +45,7 @@ def make_settings(tiny: bool = False, device: str | torch.device | None = None, 
     ``load_processes`` the busy processes of the EPnP section's pass under load (default: one
     per CPU, as many as the machine has cores, on a CPU run; 0 on a GPU); ``compiled`` whether
     the EPnP and voting sections also time the compiled solver (default: on a full run, whose
-    first call then compiles it, minutes on a small CPU; off on a tiny one)."""
+    first call then compiles it, a minute or two on a small CPU; off on a tiny one)."""
     from hfl_lite.presets import get_preset, pick_device
 
     dev = torch.device(device) if device is not None else pick_device()
@@ -58,7 +58,8 @@ def make_settings(tiny: bool = False, device: str | torch.device | None = None, 
             (("paper", 4), ("cpu", get_preset("cpu").batch_size))
         s = Settings(str(dev), False, 10 if cuda else 3, 30.0, 8192 if cuda else 2048, "paper", (1, 32), train,
                      256, 32 if cuda else 1, (1, 64, 1024), (1, 64, 1024), 32, 48, 2, 20, threads)
-    changes = {"load_processes": 0 if cuda else os.cpu_count() or 1, "compiled": not tiny if compiled is None else compiled}
+    changes = {"load_processes": 0 if cuda else os.cpu_count() or 1,
+               "compiled": not tiny if compiled is None else compiled}
     if load_processes is not None:
         changes["load_processes"] = load_processes
     if repeats is not None:

@@ -474,10 +474,11 @@ def epnp(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tensor, weig
             :mod:`hfl_lite.geometry.graphs`): a small batch then costs one launch instead of a
             few hundred. Needs CUDA inputs and no gradient.
         compiled: run the solver compiled by ``torch.compile`` (see
-            :mod:`hfl_lite.geometry.compiled`): the first call in a process compiles it (minutes
-            on a small CPU, seconds from TorchInductor's on-disk cache), later calls of any batch
-            size reuse it. Needs no gradient. Where compiling is unusable (no C++ compiler, a
-            failed compilation) it warns once and runs eagerly.
+            :mod:`hfl_lite.geometry.compiled`): the first call in a process compiles it (a minute
+            or two on a small CPU, seconds from TorchInductor's on-disk cache), later calls of any
+            batch size and number of points reuse it (four points take a compilation of their
+            own). Needs no gradient. Where compiling is unusable (no C++ compiler, a failed
+            compilation) it warns once and runs eagerly.
 
     Returns:
         ``(R [B, 3, 3], t [B, 3])`` with ``X_cam = R X + t`` (``t`` in metres), in the dtype and
@@ -625,7 +626,8 @@ def epnp_ransac(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tenso
         weights ``[B, N]`` as in :func:`epnp` (used in the refits).
         generator: random generator on the inputs' device (default: torch's global one).
         compiled: run every EPnP fit compiled, as :func:`epnp` does (two compilations: the
-            hypotheses' and the refits'); the rest of the search stays eager.
+            hypotheses' solver, and the refits', which is :func:`epnp`'s); the rest of the
+            search stays eager.
 
     Returns:
         ``(R [B, 3, 3], t [B, 3], inliers [B, N] bool, valid [B] bool)``. ``valid`` needs a
