@@ -153,6 +153,8 @@ def test_sections_and_settings():
     assert full.infer_preset == "paper" and full.infer_batches == (1, 32) and full.epnp_batches == (1, 64, 1024)
     assert full.voting_batches == (1, 64, 1024) and full.load_processes == os.cpu_count()
     assert settings.make_settings(device="cpu", load_processes=0).load_processes == 0
+    # the compiled solver rows: on a full run (whose first call compiles), not on a tiny one
+    assert full.compiled and not tiny.compiled and not settings.make_settings(device="cpu", compiled=False).compiled
     failed = {"sections": {"peak": {"records": [], "error": "RuntimeError: boom", "seconds": 0.0}}}
     assert "| peak | (failed) | | RuntimeError: boom |" in cli.format_table(failed)
 

@@ -1,10 +1,13 @@
 """EPnP and RANSAC EPnP against the truth and against OpenCV's solvePnP."""
+import warnings
+
 import cv2
 import numpy as np
 import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
+from hfl_lite.geometry import compiled as compiled_module
 from hfl_lite.geometry import epnp, epnp_ransac
 
 FOCAL, W, H = 600.0, 640, 480
@@ -319,3 +322,135 @@ def test_ransac_repeats_for_a_seed_whatever_the_thread_count():
     for other in runs[1:]:
         for a, b in zip(runs[0], other):
             assert torch.equal(a, b)
+
+
+# The compiled solver (epnp(..., compiled=True)) against the eager one, problem by problem (the
+# eager one is compared with OpenCV and the truth above), and its fallback. The first of these
+# tests in a process compiles: a minute or two on a small CPU without TorchInductor's on-disk
+# cache, seconds with it.
+@pytest.fixture
+def fresh_fallback_state(monkeypatch):
+    """No compilation failure recorded and no fallback warning given yet, undone afterwards."""
+    monkeypatch.setattr(compiled_module, "_failure", None)
+    compiled_module._warn.cache_clear()
+    yield
+    compiled_module._warn.cache_clear()
+
+
+def _both(*tensors, **kwargs):
+    """``epnp`` compiled and eager on the same problems, as :class:`PoseResult` pairs; fails if
+    the compiled call fell back to eager."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a fallback warning
+        out = epnp(*tensors, return_valid=True, compiled=True, **kwargs)
+    assert compiled_module._failure is None
+    return out, epnp(*tensors, return_valid=True, **kwargs)
+
+
+def _assert_same_poses(a, b, atol=1e-9):
+    assert torch.equal(a.valid, b.valid)
+    torch.testing.assert_close(a.R, b.R, rtol=0, atol=atol)
+    torch.testing.assert_close(a.t, b.t, rtol=0, atol=atol)
+
+
+def test_compiled_equals_eager_on_clean_noisy_and_degenerate_problems(fresh_fallback_state):
+    clean = make_problems(16, 21, seed=40)
+    noisy = make_problems(16, 21, noise_px=2.0, seed=41)
+    X, x, K, R, t = (np.concatenate(pair) for pair in zip(clean, noisy))
+    w = np.random.default_rng(42).uniform(0.2, 1.0, (32, 21))
+    # degenerate samples among them (as in test_degenerate_samples_do_not_disturb_the_batch)
+    X[20] = np.linspace(0, 1, 21)[:, None] * np.array([0.1, 0.05, 0.02])  # collinear
+    X[21, :, 2] = 0.0  # planar
+    w[22, 3:] = 0  # three usable points
+    w[23] = 0  # none
+    K[24, 0, 0] = np.nan  # a broken camera
+    x[25, 0] = np.nan  # one bad observation, dropped
+    X[26, 1] = np.inf  # one bad point, dropped
+    tensors = [torch.from_numpy(a) for a in (X, x, K, w)]
+    _assert_same_poses(*_both(*(a[:1] for a in tensors)))  # compiles, for a single problem
+    # every other batch size, point count, input dtype and weights or none reuse that compilation
+    with torch.compiler.set_stance("fail_on_recompile"):
+        compiled, eager = _both(*tensors)
+        _assert_same_poses(compiled, eager)
+        assert compiled.valid.tolist() == [i not in (20, 21, 22, 23, 24) for i in range(32)]
+        rot, tr = pose_errors(compiled.R[:16].numpy(), compiled.t[:16].numpy(), R[:16], t[:16])
+        assert rot.max() < 0.01 and tr.max() < 1e-4  # the noise-free poses are found
+        _assert_same_poses(*_both(*(a[3:8, :12] for a in tensors)))
+        _assert_same_poses(*_both(*(a.float() for a in tensors[:3])), atol=1e-6)
+
+
+def test_compiled_as_accurate_as_eager_on_minimal_problems(fresh_fallback_state):
+    """Four points: the candidates' scores can be so close that rounding (the compiled loops sum
+    in another order) picks another one on a few problems in a hundred, so the two agree on
+    most problems, and are as accurate, rather than equal."""
+    X, x, K, R, t = make_problems(100, 4, seed=4)
+    compiled, eager = _both(*(torch.from_numpy(a) for a in (X, x, K)))
+    same = (compiled.R - eager.R).abs().amax((1, 2)) < 1e-9
+    assert same.float().mean() >= 0.85
+    solved = [pose_errors(p.R.numpy(), p.t.numpy(), R, t)[0] < 0.01 for p in (compiled, eager)]
+    assert solved[0].mean() >= max(0.75, solved[1].mean() - 0.05)  # 0.75: as test_four_points
+
+
+def test_compiled_ransac_equals_eager(fresh_fallback_state):
+    X, x, K, R, t = make_problems(24, 40, noise_px=0.5, seed=44)
+    rng = np.random.default_rng(44)
+    outlier = rng.random((24, 40)) < 0.3
+    x = np.where(outlier[..., None], rng.uniform(0, [W, H], (24, 40, 2)), x)
+    tensors = [torch.from_numpy(a) for a in (X, x, K)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        R_c, t_c, inl_c, v_c = epnp_ransac(*tensors, generator=torch.Generator().manual_seed(3), compiled=True)
+    assert compiled_module._failure is None
+    R_e, t_e, inl_e, v_e = epnp_ransac(*tensors, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(v_c, v_e) and torch.equal(inl_c, inl_e) and v_c.all()
+    torch.testing.assert_close(R_c, R_e, rtol=0, atol=1e-9)
+    torch.testing.assert_close(t_c, t_e, rtol=0, atol=1e-9)
+
+
+def test_a_failed_compilation_falls_back_to_eager_with_one_warning(fresh_fallback_state, monkeypatch):
+    calls = []
+
+    def failing_compile(fn):
+        def run(*args, **kwargs):
+            calls.append(fn)
+            raise RuntimeError("backend exploded\nmore detail")
+        return run
+
+    monkeypatch.setattr(compiled_module, "_compiled", failing_compile)
+    tensors = [torch.from_numpy(a) for a in make_problems(5, 12, noise_px=1.0, seed=45)[:3]]
+    eager = epnp(*tensors, return_valid=True)
+    failed = r"running eagerly: torch.compile failed \(RuntimeError: backend exploded\)"
+    with pytest.warns(RuntimeWarning, match=failed):
+        fallback = epnp(*tensors, return_valid=True, compiled=True)
+    _assert_same_poses(fallback, eager, atol=0)
+    # later calls go straight to the eager solver, silently; a single problem keeps its shape
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        single = epnp(*(a[:1] for a in tensors), return_valid=True, compiled=True)
+    assert len(calls) == 1 and single.R.shape == (1, 3, 3)
+    _assert_same_poses(single, epnp(*(a[:1] for a in tensors), return_valid=True), atol=0)
+
+
+def test_a_missing_compiler_falls_back_to_eager(fresh_fallback_state, monkeypatch):
+    import torch._inductor.cpp_builder as cpp_builder
+
+    def no_compiler():
+        raise RuntimeError("no working C++ compiler found")
+
+    monkeypatch.setattr(cpp_builder, "get_cpp_compiler", no_compiler)
+    monkeypatch.setattr(compiled_module, "_compiled", lambda fn: pytest.fail("compiled without a compiler"))
+    assert "no C++ compiler" in compiled_module.compile_unavailable(torch.device("cpu"))
+    tensors = [torch.from_numpy(a) for a in make_problems(4, 9, noise_px=1.0, seed=46)[:3]]
+    with pytest.warns(RuntimeWarning, match=r"running eagerly: no C\+\+ compiler for TorchInductor"):
+        fallback = epnp(*tensors, return_valid=True, compiled=True)
+    _assert_same_poses(fallback, epnp(*tensors, return_valid=True), atol=0)
+
+
+def test_compiled_argument_errors():
+    tensors = [torch.from_numpy(a) for a in make_problems(2, 6, seed=47)[:3]]
+    with pytest.raises(ValueError, match="exclude each other"):
+        epnp(*tensors, compiled=True, cuda_graph=True)
+    with pytest.raises(ValueError, match="compiled=True gives no gradients"):
+        epnp(tensors[0], tensors[1].requires_grad_(True), tensors[2], compiled=True)
+    with pytest.raises(ValueError, match="epnp_ransac: compiled=True gives no gradients"):
+        epnp_ransac(*tensors, compiled=True)

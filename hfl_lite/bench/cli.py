@@ -127,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--load-processes", type=int, default=None,
                         help="busy processes competing with the epnp section's second pass (default: one per CPU on a "
                              "CPU run; 0 skips that pass)")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="time the EPnP and voting solvers eagerly only, not also through torch.compile "
+                             "(whose first call compiles: a minute or two on a small CPU; a tiny run never compiles)")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per figure (median reported)")
     parser.add_argument("--batches", type=_batches, default=None, help="inference batch sizes, e.g. 1,32")
     parser.add_argument("--book-root", default=None,
@@ -139,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.load_processes is not None and not 0 <= args.load_processes <= (os.cpu_count() or 1):
         parser.error(f"--load-processes {args.load_processes}: must be between 0 and {os.cpu_count()} (this machine's CPUs)")
     settings = make_settings(args.tiny, args.device, threads=args.threads, repeats=args.repeats,
-                             infer_batches=args.batches, book_root=args.book_root, load_processes=args.load_processes)
+                             infer_batches=args.batches, book_root=args.book_root, load_processes=args.load_processes,
+                             compiled=False if args.no_compile else None)
     with cpu_threads(args.threads):
         result = run(sections, settings, log=lambda msg: print(msg, file=sys.stderr, flush=True))
     result["meta"]["command"] = "python -m hfl_lite bench " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -3,7 +3,10 @@
 Both sides run in the same process on the same problems, so the ratio is meaningful on the
 machine at hand (absolute times are not). The EPnP section also measures both sides while a
 competing CPU load runs (:func:`hfl_lite.bench.load.competing_load`: busy processes started and
-stopped by the section), and on a GPU also the solver replayed as a CUDA graph.
+stopped by the section), and on a GPU also the solver replayed as a CUDA graph. Both sections
+time the solver eagerly and, unless told not to, compiled by ``torch.compile``
+(``compiled=True``): the first call, which compiles, is reported on its own, the ratios come
+from the calls after it.
 :func:`bench_epnp` / :func:`bench_voting` each return a list of dict rows;
 :func:`bench_epnp_section` / :func:`bench_voting_section` turn them into the command's records
 (``python -m hfl_lite bench --sections epnp,voting``).
@@ -28,12 +31,14 @@ from .timing import timed
 __all__ = ["bench_epnp", "bench_epnp_section", "bench_voting", "bench_voting_section"]
 
 
-def _timed_ms(fn, repeats: int, device: torch.device) -> tuple[float, float, object]:
+def _timed_ms(fn, repeats: int, device: torch.device) -> tuple[float, float, float, object]:
     """Median wall time and median process CPU time of ``fn()`` in milliseconds over ``repeats``
-    runs (after one warm-up), and the last result."""
+    runs after a first call, the wall time of that first call (which includes any compilation,
+    in milliseconds) and the last result."""
+    first, _ = timed(fn, device, 1, warmup=0)
     cpu = []
-    seconds, out = timed(fn, device, repeats, warmup=1, cpu_times=cpu)
-    return seconds * 1000, statistics.median(cpu) * 1000, out
+    seconds, out = timed(fn, device, repeats, warmup=0, cpu_times=cpu)
+    return seconds * 1000, statistics.median(cpu) * 1000, first * 1000, out
 
 
 def _errors(R_est: np.ndarray, t_est: np.ndarray, R: np.ndarray, t: np.ndarray) -> tuple[float, float]:
@@ -54,22 +59,25 @@ def _opencv_loop(X, x, K) -> tuple[np.ndarray, np.ndarray]:
 
 def bench_epnp(batches=(1, 64, 1024), repeats: int = 5, num_points: int = 21, noise_px: float = 1.0,
                device: str | None = None, seed: int = 0, threads: int | None = None,
-               load_processes: int = 0) -> list[dict]:
+               load_processes: int = 0, compiled: bool = True) -> list[dict]:
     """Time batched :func:`hfl_lite.geometry.epnp` (float32 in, float64 inside) against a Python
     loop over ``cv2.solvePnP(..., flags=SOLVEPNP_EPNP)`` on the same random problems
     (object-sized point clouds 0.3-1 m away, ``noise_px`` Gaussian pixel noise).
 
-    Returns one row per batch size, variant (``eager``; on CUDA also ``cuda graph``,
-    ``epnp(..., cuda_graph=True)``) and load (0, then ``load_processes`` busy processes on a
-    CPU, both sides measured under the same load): ``batch, points, device, variant, load,
-    torch_ms, opencv_ms, speedup`` (OpenCV time / torch time, median wall times),
+    Returns one row per batch size, variant (``eager``; with ``compiled`` also ``compiled``,
+    ``epnp(..., compiled=True)``; on CUDA also ``cuda graph``, ``epnp(..., cuda_graph=True)``)
+    and load (0, then ``load_processes`` busy processes on a CPU, both sides measured under the
+    same load): ``batch, points, device, variant, load, torch_ms, opencv_ms, speedup`` (OpenCV
+    time / torch time, median wall times after a first call), ``first_call_ms`` (that first
+    call: the compilation for the first batch of the ``compiled`` variant),
     ``torch_cpu_ms, opencv_cpu_ms, cpu_speedup`` (the same with process CPU time, the steadier
     figure on a CPU shared with other work; not meaningful on a GPU) and the median rotation
     (degrees) and relative translation errors of both. ``threads`` sets torch's CPU threads for
     the run (the solver itself uses one thread for batches of ordinary size).
     """
     dev = torch.device(device) if device else pick_device()
-    variants = {"eager": {}} | ({"cuda graph": {"cuda_graph": True}} if dev.type == "cuda" else {})
+    variants = {"eager": {}} | ({"compiled": {"compiled": True}} if compiled else {}) \
+        | ({"cuda graph": {"cuda_graph": True}} if dev.type == "cuda" else {})
     problems = {B: random_pnp_problems(B, num_points, noise_px=noise_px, generator=torch.Generator().manual_seed(seed))
                 for B in batches}
     rows = []
@@ -78,16 +86,18 @@ def bench_epnp(batches=(1, 64, 1024), repeats: int = 5, num_points: int = 21, no
             for B, p in problems.items():
                 X, x, K = (p[k].float().to(dev) for k in ("points_3d", "points_2d", "K"))
                 Xn, xn, Kn = (p[k].numpy() for k in ("points_3d", "points_2d", "K"))
-                cv_ms, cv_cpu, (R_c, t_c) = _timed_ms(lambda: _opencv_loop(Xn, xn, Kn), max(1, repeats // 2),
-                                                      torch.device("cpu"))
+                cv_ms, cv_cpu, _, (R_c, t_c) = _timed_ms(lambda: _opencv_loop(Xn, xn, Kn), max(1, repeats // 2),
+                                                         torch.device("cpu"))
                 R_true, t_true = p["R"].numpy(), p["t"].numpy()
                 rot_c, tr_c = _errors(R_c, t_c, R_true, t_true)
                 for variant, kwargs in variants.items():
                     with cpu_threads(threads), torch.no_grad():
-                        torch_ms, torch_cpu, (R_t, t_t) = _timed_ms(lambda: epnp(X, x, K, **kwargs), repeats, dev)
+                        torch_ms, torch_cpu, first_ms, (R_t, t_t) = _timed_ms(lambda: epnp(X, x, K, **kwargs),
+                                                                              repeats, dev)
                     rot_t, tr_t = _errors(R_t.double().cpu().numpy(), t_t.double().cpu().numpy(), R_true, t_true)
                     rows.append(dict(bench="epnp", batch=B, points=num_points, device=str(dev), variant=variant, load=load,
-                                     torch_ms=torch_ms, opencv_ms=cv_ms, speedup=cv_ms / torch_ms, torch_cpu_ms=torch_cpu,
+                                     torch_ms=torch_ms, first_call_ms=first_ms, opencv_ms=cv_ms,
+                                     speedup=cv_ms / torch_ms, torch_cpu_ms=torch_cpu,
                                      opencv_cpu_ms=cv_cpu, cpu_speedup=cv_cpu / torch_cpu, torch_rot_deg=rot_t,
                                      opencv_rot_deg=rot_c, torch_trans_rel=tr_t, opencv_trans_rel=tr_c))
     return rows
@@ -130,20 +140,24 @@ def _reference_votes(conf, off, box, rounds=10, threshold=0.5):
 
 def bench_voting(batches=(1, 64, 256), grid: int = 32, repeats: int = 3, vote_noise: float = 0.02,
                  outlier_ratio: float = 0.2, device: str | None = None, seed: int = 0,
-                 threads: int | None = None) -> list[dict]:
+                 threads: int | None = None, compiled: bool = True) -> list[dict]:
     """Time the whole vote-to-pose step at test time: batched :func:`solve_pose_from_votes`
     (top-10 voting + batched RANSAC EPnP) against the reference's per-sample loop (numpy
     decoding + ``cv2.solvePnPRansac`` with the EPnP flag), on synthetic decoder outputs with
-    ``outlier_ratio`` junk votes. Rows: times, speedup and median pose errors of both;
-    ``threads`` and the CPU-time figures as in :func:`bench_epnp`."""
+    ``outlier_ratio`` junk votes. Rows (per batch: ``eager``, then, with ``compiled``,
+    ``compiled``): times, speedup and median pose errors of both; ``threads``, the first call
+    and the CPU-time figures as in :func:`bench_epnp`."""
     dev = torch.device(device) if device else pick_device()
     rows = []
     for B in batches:
         s = _synthetic_votes(B, grid, vote_noise, outlier_ratio, seed)
         args = [s[k].to(dev) for k in ("conf", "off", "box", "K", "ctrl3d")]
         gen = torch.Generator(device=dev).manual_seed(seed)
-        with cpu_threads(threads):
-            torch_ms, torch_cpu, pose = _timed_ms(lambda: solve_pose_from_votes(*args, generator=gen), repeats, dev)
+        torch_rows = []
+        for variant in ("eager", "compiled") if compiled else ("eager",):
+            with cpu_threads(threads), torch.no_grad():
+                torch_rows.append((variant, *_timed_ms(
+                    lambda: solve_pose_from_votes(*args, generator=gen, compiled=variant == "compiled"), repeats, dev)))
 
         conf, off, box = (s[k].double().numpy() for k in ("conf", "off", "box"))
         Kn, ctrl = s["K"].double().numpy(), s["ctrl3d"].double().numpy()
@@ -158,14 +172,14 @@ def bench_voting(batches=(1, 64, 256), grid: int = 32, repeats: int = 3, vote_no
                         Rs[b], ts[b] = cv2.Rodrigues(rvec)[0], tvec.ravel()
             return Rs, ts
 
-        cv_ms, cv_cpu, (R_c, t_c) = _timed_ms(loop, max(1, repeats // 2), torch.device("cpu"))
-        rot_t, tr_t = _errors(pose.R.double().cpu().numpy(), pose.t.double().cpu().numpy(), s["R"], s["t"])
+        cv_ms, cv_cpu, _, (R_c, t_c) = _timed_ms(loop, max(1, repeats // 2), torch.device("cpu"))
         rot_c, tr_c = _errors(R_c, t_c, s["R"], s["t"])
-        rows.append(dict(bench="votes->pose", batch=B, points=21 * 10, device=str(dev), variant="eager", load=0,
-                         torch_ms=torch_ms,
-                         opencv_ms=cv_ms, speedup=cv_ms / torch_ms, torch_cpu_ms=torch_cpu, opencv_cpu_ms=cv_cpu,
-                         cpu_speedup=cv_cpu / torch_cpu, torch_rot_deg=rot_t, opencv_rot_deg=rot_c,
-                         torch_trans_rel=tr_t, opencv_trans_rel=tr_c))
+        for variant, torch_ms, torch_cpu, first_ms, pose in torch_rows:
+            rot_t, tr_t = _errors(pose.R.double().cpu().numpy(), pose.t.double().cpu().numpy(), s["R"], s["t"])
+            rows.append(dict(bench="votes->pose", batch=B, points=21 * 10, device=str(dev), variant=variant, load=0,
+                             torch_ms=torch_ms, first_call_ms=first_ms, opencv_ms=cv_ms, speedup=cv_ms / torch_ms,
+                             torch_cpu_ms=torch_cpu, opencv_cpu_ms=cv_cpu, cpu_speedup=cv_cpu / torch_cpu,
+                             torch_rot_deg=rot_t, opencv_rot_deg=rot_c, torch_trans_rel=tr_t, opencv_trans_rel=tr_c))
     return rows
 
 
@@ -174,13 +188,14 @@ def _pnp_records(section: str, rows: list[dict]) -> list[dict]:
         return f" (CPU time: {r['cpu_speedup']:.2f}x)" if r["device"].startswith("cpu") else ""
 
     def case(r):
-        graph = ", CUDA graph" if r["variant"] == "cuda graph" else ""
+        variant = {"eager": "", "compiled": ", compiled", "cuda graph": ", CUDA graph"}[r["variant"]]
         load = f", {r['load']} busy processes competing" if r["load"] else ""
-        return f"{r['bench']}, batch {r['batch']}, {r['points']} points{graph}{load}"
+        return f"{r['bench']}, batch {r['batch']}, {r['points']} points{variant}{load}"
 
     return [record(section, case(r),
                    f"{r['speedup']:.2f}x the OpenCV loop",
-                   f"torch {r['torch_ms']:,.2f} ms vs OpenCV {r['opencv_ms']:,.2f} ms{cpu(r)}; median rotation error "
+                   f"torch {r['torch_ms']:,.2f} ms vs OpenCV {r['opencv_ms']:,.2f} ms{cpu(r)}; first call "
+                   f"{r['first_call_ms'] / 1000:,.2f} s; median rotation error "
                    f"{r['torch_rot_deg']:.3f} / {r['opencv_rot_deg']:.3f} deg, translation "
                    f"{r['torch_trans_rel']:.4f} / {r['opencv_trans_rel']:.4f} (torch / OpenCV)", **r) for r in rows]
 
@@ -189,12 +204,12 @@ def bench_epnp_section(s: Settings, context: dict) -> list[dict]:
     """Batched EPnP against a loop over ``cv2.solvePnP(..., SOLVEPNP_EPNP)``, also under a
     competing load and, on a GPU, as a CUDA graph (:func:`bench_epnp`)."""
     rows = bench_epnp(batches=s.epnp_batches, repeats=max(1, s.repeats), device=s.device, threads=s.threads,
-                      load_processes=s.load_processes)
+                      load_processes=s.load_processes, compiled=s.compiled)
     return _pnp_records("epnp", rows)
 
 
 def bench_voting_section(s: Settings, context: dict) -> list[dict]:
     """Votes -> pose against the reference's per-sample loop (:func:`bench_voting`)."""
     rows = bench_voting(batches=s.voting_batches, grid=s.voting_grid, repeats=max(1, s.repeats), device=s.device,
-                        threads=s.threads)
+                        threads=s.threads, compiled=s.compiled)
     return _pnp_records("voting", rows)

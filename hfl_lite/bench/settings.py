@@ -32,16 +32,20 @@ class Settings:
     threads: int | None  # torch CPU threads for the EPnP and voting sections (None: torch's setting)
     book_root: str | None = None  # checkout whose chapters the book section runs (None: the package's checkout)
     load_processes: int = 0  # busy processes competing with the EPnP section's second pass (0: none)
+    compiled: bool = False  # the EPnP and voting sections also time the solver through torch.compile
 
 
 def make_settings(tiny: bool = False, device: str | torch.device | None = None, threads: int | None = None,
                   repeats: int | None = None, infer_batches: tuple[int, ...] | None = None,
-                  book_root: str | None = None, load_processes: int | None = None) -> Settings:
+                  book_root: str | None = None, load_processes: int | None = None,
+                  compiled: bool | None = None) -> Settings:
     """The settings for a full run on ``device`` (default: CUDA when available), or ``tiny``
     ones that only check that every section works. ``repeats`` and ``infer_batches``
     override the defaults; ``book_root`` is the checkout whose chapters the book section runs;
     ``load_processes`` the busy processes of the EPnP section's pass under load (default: one
-    per CPU, as many as the machine has cores, on a CPU run; 0 on a GPU)."""
+    per CPU, as many as the machine has cores, on a CPU run; 0 on a GPU); ``compiled`` whether
+    the EPnP and voting sections also time the compiled solver (default: on a full run, whose
+    first call then compiles it, a minute or two on a small CPU; off on a tiny one)."""
     from hfl_lite.presets import get_preset, pick_device
 
     dev = torch.device(device) if device is not None else pick_device()
@@ -54,7 +58,8 @@ def make_settings(tiny: bool = False, device: str | torch.device | None = None, 
             (("paper", 4), ("cpu", get_preset("cpu").batch_size))
         s = Settings(str(dev), False, 10 if cuda else 3, 30.0, 8192 if cuda else 2048, "paper", (1, 32), train,
                      256, 32 if cuda else 1, (1, 64, 1024), (1, 64, 1024), 32, 48, 2, 20, threads)
-    changes = {"load_processes": 0 if cuda else os.cpu_count() or 1}
+    changes = {"load_processes": 0 if cuda else os.cpu_count() or 1,
+               "compiled": not tiny if compiled is None else compiled}
     if load_processes is not None:
         changes["load_processes"] = load_processes
     if repeats is not None:

@@ -43,7 +43,9 @@ eigen- or singular-value decomposition (iterative per matrix in LAPACK). For bat
 ordinary size the solver runs on one CPU thread: more threads only add synchronisation to
 such short operations, and on a busy machine each of them can wait for a time slice. The
 solver has no data-dependent branch and never copies a value to the host, so a GPU can
-replay it as one CUDA graph (``epnp(..., cuda_graph=True)``, :mod:`hfl_lite.geometry.graphs`).
+replay it as one CUDA graph (``epnp(..., cuda_graph=True)``, :mod:`hfl_lite.geometry.graphs`),
+and ``torch.compile`` can fuse its operations into a few loops of generated code
+(``epnp(..., compiled=True)``, :mod:`hfl_lite.geometry.compiled`), compiled once per process.
 
 All the arithmetic runs in float64 (the results come back in the input dtype).
 Correspondences with a zero weight or a non-finite value are ignored. A sample that cannot be
@@ -62,6 +64,7 @@ import torch
 from hfl_lite.threads import cpu_threads
 
 from .camera import project_points, transform_points
+from .compiled import call_compiled
 from .graphs import cached_replay
 from .rotations import axis_angle_to_matrix
 
@@ -148,7 +151,18 @@ def _threads_for(device: torch.device, points: int) -> int | None:
     return 1 if device.type == "cpu" and points <= SINGLE_THREAD_POINTS else None
 
 
-@functools.lru_cache(maxsize=16)
+def _eager_cache(fn):
+    """``functools.lru_cache`` for eager calls; under ``torch.compile`` ``fn`` is traced afresh
+    (its tensors become constants of the compiled graph; Dynamo would warn about the cache)."""
+    cached = functools.lru_cache(maxsize=16)(fn)
+
+    @functools.wraps(fn)
+    def call(*args):
+        return fn(*args) if torch.compiler.is_compiling() else cached(*args)
+    return call
+
+
+@_eager_cache
 def _constants(dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
     """The solver's constant tensors on a device (made once per dtype and device)."""
     def tensor(values, dt=dtype):
@@ -160,7 +174,7 @@ def _constants(dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tens
             "product_scale": tensor([1.0 if i in (0, 5, 10, 15) else 2.0 for i in _PRODUCTS]).view(1, -1, 1)}
 
 
-@functools.lru_cache(maxsize=16)
+@_eager_cache
 def _dummy_moments(N: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Moments (see :func:`_moments`) of :func:`_dummy_problem` with unit weights."""
     X, xn = _dummy_problem(N, dtype, device)
@@ -439,8 +453,7 @@ def _refine_pose(R, t, X, xn, w, iters):
 
 def epnp(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tensor, weights: torch.Tensor | None = None,
          *, return_valid: bool = False, min_points: int = 4, gauss_newton_iters: int = _GAUSS_NEWTON_ITERS,
-         refine_iters: int = 0,
-         cuda_graph: bool = False):
+         refine_iters: int = 0, cuda_graph: bool = False, compiled: bool = False):
     """Batched EPnP: object pose from 2D-3D correspondences (see the module docstring).
 
     Args:
@@ -460,6 +473,12 @@ def epnp(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tensor, weig
             for these shapes and settings, kept for the next ones; see
             :mod:`hfl_lite.geometry.graphs`): a small batch then costs one launch instead of a
             few hundred. Needs CUDA inputs and no gradient.
+        compiled: run the solver compiled by ``torch.compile`` (see
+            :mod:`hfl_lite.geometry.compiled`): the first call in a process compiles it (a minute
+            or two on a small CPU, seconds from TorchInductor's on-disk cache), later calls of any
+            batch size and number of points reuse it (four points take a compilation of their
+            own). Needs no gradient. Where compiling is unusable (no C++ compiler, a failed
+            compilation) it warns once and runs eagerly.
 
     Returns:
         ``(R [B, 3, 3], t [B, 3])`` with ``X_cam = R X + t`` (``t`` in metres), in the dtype and
@@ -476,14 +495,14 @@ def epnp(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tensor, weig
         R, t = _fallback(B, out_dtype, device)
         valid = torch.zeros(B, dtype=torch.bool, device=device)
         return PoseResult(R, t, valid) if return_valid else (R, t)
+    inputs = (points_3d, points_2d, K) + (() if weights is None else (weights,))
+    if cuda_graph and compiled:
+        raise ValueError("epnp: cuda_graph=True and compiled=True exclude each other")
+    if cuda_graph and device.type != "cuda":
+        raise ValueError(f"epnp: cuda_graph=True needs CUDA tensors, got them on {device}")
+    if cuda_graph or compiled:
+        _check_no_gradients(inputs, "epnp", "cuda_graph" if cuda_graph else "compiled")
     if cuda_graph:
-        inputs = (points_3d, points_2d, K) + (() if weights is None else (weights,))
-        if device.type != "cuda":
-            raise ValueError(f"epnp: cuda_graph=True needs CUDA tensors, got them on {device}")
-        if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-            raise ValueError("epnp: cuda_graph=True gives no gradients; call it under torch.no_grad() or without "
-                             "inputs that require them")
-
         def solve(X, x, K_, w=None):
             return _epnp(X, x, K_, w, min_points, gauss_newton_iters, refine_iters)
 
@@ -491,9 +510,32 @@ def epnp(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tensor, weig
         R, t, ok = cached_replay(key, solve, inputs, graph=True)(*inputs)
     else:
         with cpu_threads(_threads_for(device, B * N)):
-            R, t, ok = _epnp(points_3d, points_2d, K, weights, min_points, gauss_newton_iters, refine_iters)
+            R, t, ok = _solver(compiled)(points_3d, points_2d, K, weights, min_points, gauss_newton_iters,
+                                         refine_iters)
     R, t = R.to(out_dtype), t.to(out_dtype)
     return PoseResult(R, t, ok) if return_valid else (R, t)
+
+
+def _check_no_gradients(inputs, name, option):
+    if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+        raise ValueError(f"{name}: {option}=True gives no gradients; call it under torch.no_grad() or without "
+                         "inputs that require them")
+
+
+def _solver(compiled: bool):
+    """:func:`_epnp`, or :func:`_epnp_compiled` when ``compiled``."""
+    return _epnp_compiled if compiled else _epnp
+
+
+def _epnp_compiled(points_3d, points_2d, K, weights, *args, **kwargs):
+    """:func:`_epnp` through ``torch.compile`` (:func:`call_compiled`), with the inputs in the
+    work dtype (its first step) and always with weights (unit ones for None, as :func:`_epnp`
+    uses): calls with either input dtype, with and without weights, share one compilation."""
+    wd = _work_dtype(points_3d.device)
+    if weights is None:
+        weights = torch.ones(points_3d.shape[:2], dtype=wd, device=points_3d.device)
+    tensors = tuple(a.to(wd) for a in (points_3d, points_2d, K, weights))
+    return call_compiled(_epnp, tensors, ((0, 1), (0, 1), (0,), (0, 1)), *args, **kwargs)
 
 
 def _epnp(points_3d, points_2d, K, weights, min_points, gauss_newton_iters, refine_iters, candidates=(1, 2, 3, 4)):
@@ -560,7 +602,7 @@ def _sq_reprojection_errors(Xh: torch.Tensor, x: torch.Tensor, K: torch.Tensor, 
 def epnp_ransac(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tensor, weights: torch.Tensor | None = None,
                 iterations: int = 100, threshold_px: float = 8.0, min_inliers: int = 6, *, confidence: float = 0.99,
                 sample_size: int = 5, chunk: int = 8, refit_rounds: int = 2, refine_iters: int = 0,
-                generator: torch.Generator | None = None):
+                generator: torch.Generator | None = None, compiled: bool = False):
     """Batched RANSAC around :func:`epnp`: robust to wrong correspondences (outliers).
 
     Hypotheses are drawn ``chunk`` at a time for every sample still searching: each is an EPnP
@@ -583,6 +625,9 @@ def epnp_ransac(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tenso
         points_3d ``[B, N, 3]`` (metres), points_2d ``[B, N, 2]`` (pixels), K ``[B, 3, 3]``,
         weights ``[B, N]`` as in :func:`epnp` (used in the refits).
         generator: random generator on the inputs' device (default: torch's global one).
+        compiled: run every EPnP fit compiled, as :func:`epnp` does (two compilations: the
+            hypotheses' solver, and the refits', which is :func:`epnp`'s); the rest of the
+            search stays eager.
 
     Returns:
         ``(R [B, 3, 3], t [B, 3], inliers [B, N] bool, valid [B] bool)``. ``valid`` needs a
@@ -594,16 +639,21 @@ def epnp_ransac(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tenso
         raise ValueError(f"epnp_ransac: sample_size must be >= 4, got {sample_size}")
     if iterations < 1 or chunk < 1:
         raise ValueError(f"epnp_ransac: iterations and chunk must be >= 1, got {iterations} and {chunk}")
+    if compiled:
+        _check_no_gradients((points_3d, points_2d, K) + (() if weights is None else (weights,)), "epnp_ransac",
+                            "compiled")
     B, N = points_3d.shape[:2]
     with cpu_threads(_threads_for(points_3d.device, B * N)):
         R, t, inliers, valid = _ransac(points_3d, points_2d, K, weights, iterations, float(threshold_px) ** 2,
-                                       min_inliers, confidence, sample_size, chunk, refit_rounds, refine_iters, generator)
+                                       min_inliers, confidence, sample_size, chunk, refit_rounds, refine_iters, generator,
+                                       _solver(compiled))
     return R.to(points_3d.dtype), t.to(points_3d.dtype), inliers, valid
 
 
 def _ransac(points_3d, points_2d, K, weights, iterations, thr2, min_inliers, confidence, sample_size, chunk,
-            refit_rounds, refine_iters, generator):
-    """:func:`epnp_ransac` after the argument checks, in the work dtype."""
+            refit_rounds, refine_iters, generator, solve):
+    """:func:`epnp_ransac` after the argument checks, in the work dtype; ``solve`` is
+    :func:`_epnp` or its compiled form."""
     B, N = points_3d.shape[:2]
     device = points_3d.device
     wd = _work_dtype(device)
@@ -634,7 +684,7 @@ def _ransac(points_3d, points_2d, K, weights, iterations, thr2, min_inliers, con
         keys = torch.where(usable[ids].unsqueeze(1), keys, torch.full_like(keys, 2.0))
         pick = keys.topk(sample_size, dim=-1, largest=False).indices.reshape(A, H * sample_size, 1)
         Xa, xa, Ka, use = X[ids], x[ids], Kd[ids], usable[ids]
-        Rh, th, vh = _epnp(Xa.gather(1, pick.expand(-1, -1, 3)).view(A * H, sample_size, 3),
+        Rh, th, vh = solve(Xa.gather(1, pick.expand(-1, -1, 3)).view(A * H, sample_size, 3),
                            xa.gather(1, pick.expand(-1, -1, 2)).view(A * H, sample_size, 2),
                            Ka.unsqueeze(1).expand(A, H, 3, 3).reshape(A * H, 3, 3), None, 4, 1, 0, candidates=(2,))
         e2 = _sq_reprojection_errors(Xh[ids], xa, Ka, Rh.view(A, H, 3, 3), th.view(A, H, 3))  # [A, N, H]
@@ -655,7 +705,7 @@ def _ransac(points_3d, points_2d, K, weights, iterations, thr2, min_inliers, con
     valid = torch.zeros(B, dtype=torch.bool, device=device)
     R, t = R_fb, t_fb
     for _ in range(max(refit_rounds, 1)):
-        R, t, valid = _epnp(X, x, Kd, torch.where(inliers, w, torch.zeros_like(w)), max(4, min(min_inliers, N)),
+        R, t, valid = solve(X, x, Kd, torch.where(inliers, w, torch.zeros_like(w)), max(4, min(min_inliers, N)),
                             _GAUSS_NEWTON_ITERS, refine_iters)
         e2 = _sq_reprojection_errors(Xh, x, Kd, R.unsqueeze(1), t.unsqueeze(1)).squeeze(-1)
         inliers = (e2 < thr2) & usable & valid.unsqueeze(-1)

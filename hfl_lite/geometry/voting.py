@@ -207,7 +207,8 @@ def confidence_targets(offset: torch.Tensor, ctrl2d: torch.Tensor, obj_box: torc
 
 def solve_pose_from_votes(conf_logits: torch.Tensor, offset: torch.Tensor, obj_box: torch.Tensor, K: torch.Tensor,
                           ctrl3d: torch.Tensor, scheme: str = "topk", ransac: bool = True, rounds: int = 10,
-                          threshold: float = 0.5, weighted: bool = True, min_points: int = 6, **ransac_kwargs) -> PoseResult:
+                          threshold: float = 0.5, weighted: bool = True, min_points: int = 6, compiled: bool = False,
+                          **ransac_kwargs) -> PoseResult:
     """Object pose from the object decoder's outputs.
 
     Args:
@@ -222,6 +223,7 @@ def solve_pose_from_votes(conf_logits: torch.Tensor, offset: torch.Tensor, obj_b
         weighted: weight the correspondences by their confidence (else all equal).
         min_points: fewer usable votes (or RANSAC inliers) -> fallback pose, ``valid = False``
             (6 as in the reference code).
+        compiled: solve through ``torch.compile`` (``compiled`` of :func:`epnp`).
 
     Returns:
         :class:`PoseResult` ``(R [B,3,3], t [B,3] metres, valid [B])``, ``X_cam = R X_obj + t``.
@@ -246,6 +248,6 @@ def solve_pose_from_votes(conf_logits: torch.Tensor, offset: torch.Tensor, obj_b
     pts3d = pts3d.to(pts2d.dtype)
     K = K.to(pts2d.dtype)
     if ransac:
-        R, t, _, valid = epnp_ransac(pts3d, pts2d, K, w, min_inliers=min_points, **ransac_kwargs)
+        R, t, _, valid = epnp_ransac(pts3d, pts2d, K, w, min_inliers=min_points, compiled=compiled, **ransac_kwargs)
         return PoseResult(R, t, valid)
-    return epnp(pts3d, pts2d, K, w, return_valid=True, min_points=min_points)
+    return epnp(pts3d, pts2d, K, w, return_valid=True, min_points=min_points, compiled=compiled)

@@ -1,0 +1,89 @@
+"""Running a batched tensor function through ``torch.compile``, with the eager function as fallback.
+
+A batched solver such as :func:`hfl_lite.geometry.epnp` is a few thousand small tensor
+operations; on a CPU each costs microseconds of dispatch however little arithmetic it does.
+``torch.compile`` (TorchInductor) fuses them into a few loops of generated C++, compiled once
+per process (a minute or two on a busy 2-core CPU; TorchInductor keeps the result in its
+on-disk cache, from which a later process loads it in seconds). The function must have no data-dependent Python
+branch and no copy to the host (the solver is written that way). It is compiled with dynamic
+sizes where the caller says so (the batch, the number of points): one compilation serves them
+all, while the other sizes (coordinates, 3 x 3 matrices) are compiled in as constants.
+
+Compiling needs TorchInductor's backend: on a CPU a C++ compiler, on a GPU Triton. Where it is
+missing or compilation fails, :func:`call_compiled` warns once, naming the reason, and runs the
+eager function from then on in this process.
+"""
+from __future__ import annotations
+
+import functools
+import warnings
+from typing import Callable
+
+import torch
+
+__all__ = ["call_compiled", "compile_unavailable"]
+
+# why compiling is unusable in this process (None: not known to be); set by the first failure
+_failure: str | None = None
+
+
+def compile_unavailable(device: torch.device) -> str | None:
+    """Why ``torch.compile`` cannot run on ``device`` here, or None where it may: a compilation
+    that already failed in this process, or, on a CPU, no C++ compiler to be found."""
+    if _failure is not None:
+        return _failure
+    if device.type == "cpu":
+        try:
+            from torch._inductor.cpp_builder import get_cpp_compiler
+        except ImportError:  # another torch version: let the compilation itself tell
+            return None
+        try:
+            get_cpp_compiler()
+        except Exception as error:  # noqa: BLE001 (torch raises its own types, varying by version)
+            return f"no C++ compiler for TorchInductor ({_first_line(error)})"
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+@functools.cache
+def _compiled(fn: Callable) -> Callable:
+    return torch.compile(fn, fullgraph=True)
+
+
+def call_compiled(fn: Callable, tensors: tuple[torch.Tensor, ...], dynamic: tuple[tuple[int, ...], ...], *args,
+                  **kwargs):
+    """``fn(*tensors, *args, **kwargs)`` compiled (see the module docstring), or eager where
+    compiling is unusable: then one warning names the reason.
+
+    ``fn`` must be a module-level function (its compiled form is kept for the process) that
+    returns a tuple of tensors; ``tensors`` carry the batch first, and ``dynamic`` names, per
+    tensor, the dimensions whose size may change from call to call (the batch among them).
+    The tensors are made contiguous and a batch of one is solved as two copies of the problem:
+    another layout, or a size of one (which ``torch.compile`` never treats as dynamic), would
+    be compiled anew."""
+    global _failure
+    reason = compile_unavailable(tensors[0].device)
+    if reason is not None:
+        _warn(reason)
+        return fn(*tensors, *args, **kwargs)
+    single = tensors[0].shape[0] == 1
+    # new tensor objects (the dynamic marks stay off the caller's), contiguous
+    batch = tuple((t.expand(2, *t.shape[1:]) if single else t).contiguous().detach() for t in tensors)
+    for t, dims in zip(batch, dynamic):
+        torch._dynamo.maybe_mark_dynamic(t, dims)
+    try:
+        out = _compiled(fn)(*batch, *args, **kwargs)
+    except Exception as error:  # noqa: BLE001 (backend errors come in many types; eager is the fallback)
+        _failure = f"torch.compile failed ({_first_line(error)})"
+        _warn(_failure)
+        return fn(*tensors, *args, **kwargs)
+    return tuple(t[:1] for t in out) if single else out
+
+
+@functools.cache
+def _warn(reason: str) -> None:
+    warnings.warn(f"compiled solver unavailable, running eagerly: {reason}", RuntimeWarning, stacklevel=3)
