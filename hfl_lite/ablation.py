@@ -3,7 +3,7 @@
 The committed results in ``data_samples/ablation/`` (5 variants x 3 seeds, 150 steps of batch 8
 per run; 80 minutes on a 2-core CPU shared with other jobs) come from two rendered sets:
 ``POOL``, the 12,000 training images of the shipped checkpoint's last stage, and ``HELDOUT``, the
-240-frame held-out set that ``hfl_lite.samples.heldout_root()`` renders and caches::
+240-frame held-out set that ``hfl_lite.synth.heldout.heldout_root()`` renders and caches::
 
     python -m hfl_lite synth --layout ho3d --out POOL --n-train 12000 --n-eval 0 --seed 11
     python -m hfl_lite synth --layout ho3d --out HELDOUT --n-train 0 --n-eval 240 --seed 7

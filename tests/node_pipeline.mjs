@@ -4,7 +4,8 @@
 //                                    "images": {"name": {"rgba_base64", "width", "height"}},
 //                                    "ort": "path/to/ort.wasm.min.mjs", "model": "path/to/model.onnx"}
 //
-// prints {"results": [...]} (one per call). An argument {"image": "name"} stands for that image
+// prints {"results": [...]} (one per call; a call naming a constant, without args, gives its value).
+// An argument {"image": "name"} stands for that image
 // ({rgba: Uint8Array, width, height}); {"keys": [...]} for a function returning those numbers in turn
 // (RANSAC's random numbers), also as the "random" entry of an object argument. The call
 // {"fn": "predictImage", ...} runs the model with onnxruntime-web's WASM backend (the page's runtime).
@@ -49,10 +50,9 @@ const plain = (value) => JSON.parse(JSON.stringify(value, (_, v) =>
 
 const results = [];
 for (const call of input.calls) {
-  const args = call.args.map(decode);
-  const value = call.fn === "predictImage"
-    ? await pipeline.predictImage(network, ...args)
-    : pipeline[call.fn](...args);
+  const args = (call.args || []).map(decode);
+  const value = call.fn === "predictImage" ? await pipeline.predictImage(network, ...args)
+    : typeof pipeline[call.fn] === "function" ? pipeline[call.fn](...args) : pipeline[call.fn];
   results.push(plain(value));
 }
 process.stdout.write(JSON.stringify({ results }));

@@ -76,7 +76,8 @@ def run_samples(driver, model, base_url: str, config: dict, well_posed: bool, tr
         image = read_image(Path(config["folder"]) / sample["image"])
         py = predict_image(model, image, sample["hand_box"], sample["obj_box"], torch.tensor(sample["ctrl3d"]),
                            torch.tensor(sample["K"]), generator=torch.Generator().manual_seed(0))
-        compare_with_predict_image(js, py, sample["ctrl3d"], model.preset.roi_size, well_posed, trained)
+        compare_with_predict_image(js, py, sample["ctrl3d"], model.preset.roi_size, well_posed, trained,
+                                   label=f"sample {sample['id']}")
         assert js["ms"]["network"] > 0 and js["ms"]["total"] >= js["ms"]["network"]
     visited = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert visited and all(url.startswith(base_url) or url.startswith("data:") for url in visited), visited

@@ -65,7 +65,7 @@ def _files(folder):
 
 
 def test_the_heldout_set_is_rendered_the_same_whatever_the_workers_and_mano_root(tmp_path, monkeypatch):
-    from hfl_lite.samples import HELDOUT_SEED, heldout_command, heldout_root, render_heldout
+    from hfl_lite.synth.heldout import HELDOUT_SEED, heldout_command, heldout_root, render_heldout
 
     a = render_heldout(tmp_path / "a", frames=3, workers=1, progress=False)
     monkeypatch.setenv("MANO_ROOT", str(tmp_path / "no_such_mano"))  # the held-out set ignores it
@@ -78,10 +78,10 @@ def test_the_heldout_set_is_rendered_the_same_whatever_the_workers_and_mano_root
 
     # heldout_root renders into the cache once and then only returns the folder
     monkeypatch.setenv("HFL_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr("hfl_lite.samples.HELDOUT_FRAMES", 3)
-    monkeypatch.setattr("hfl_lite.samples.render_heldout",
+    monkeypatch.setattr("hfl_lite.synth.heldout.HELDOUT_FRAMES", 3)
+    monkeypatch.setattr("hfl_lite.synth.heldout.render_heldout",
                         lambda folder, progress: render_heldout(folder, frames=3, workers=1, progress=progress))
     folder = heldout_root(progress=False)
     assert folder.parent == tmp_path / "cache" and _files(folder) == files
-    monkeypatch.setattr("hfl_lite.samples.render_heldout", lambda *a, **k: pytest.fail("rendered twice"))
+    monkeypatch.setattr("hfl_lite.synth.heldout.render_heldout", lambda *a, **k: pytest.fail("rendered twice"))
     assert heldout_root(progress=False) == folder

@@ -475,3 +475,30 @@ def test_autocast_dtype_follows_the_amp_setting():
     if torch.cuda.is_available():
         expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         assert autocast_dtype(cuda) == autocast_dtype(cuda, True) == expected
+
+
+def test_trainable_trains_only_the_named_modules_and_keeps_the_rest_bit_for_bit(tmp_path, fresh_checkpoint):
+    """``--trainable hand_decoder``: the hand decoder changes; every other parameter and every
+    BatchNorm running statistic outside it stays exactly as loaded (frozen parts run in evaluation
+    mode); the checkpoint records it. A name that is no submodule is refused, naming it."""
+    from hfl_lite.training.checkpoint import load_model_weights
+    from hfl_lite.training.cli import train_main
+
+    common = ["--dataset", "ho3d", "--root", str(HO3D_ROOT), "--preset", "cpu", "--batch-size", "4", "--max-steps", "2",
+              "--seed", "0", "--no-progress", "--no-augment", "--lr", "1e-3", "--init-from", str(fresh_checkpoint)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StandinAssetWarning)
+        assert train_main(common + ["--trainable", "hand_decoder", "--out", str(tmp_path / "run")]) == 0
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    source, _ = load_model_weights(fresh_checkpoint)
+    assert ckpt["trainable"] == ["hand_decoder"]
+    inside = [k for k in source if k.startswith("hand_decoder.")]
+    outside = [k for k in source if not k.startswith("hand_decoder.")]
+    assert any(k.endswith("running_mean") for k in outside)  # frozen BatchNorm statistics are checked too
+    changed_outside = [k for k in outside if not torch.equal(ckpt["model"][k].to(source[k].dtype), source[k])]
+    assert changed_outside == []
+    assert sum(not torch.equal(ckpt["model"][k].to(source[k].dtype), source[k]) for k in inside) > len(inside) // 2
+
+    with warnings.catch_warnings(), pytest.raises(ValueError, match="hand_decodr"):
+        warnings.simplefilter("ignore", StandinAssetWarning)
+        train_main(common + ["--trainable", "hand_decodr", "--out", str(tmp_path / "bad")])

@@ -4,7 +4,7 @@
     python tools/recipe_study.py --out /tmp/recipe --tiny                # every step on a few images
 
 Every configuration trains the ``cpu`` preset and is then scored on the same held-out set
-(``hfl_lite.samples.heldout_command``: 240 frames of seed 7, rendered apart from every training
+(``hfl_lite.synth.heldout.heldout_command``: 240 frames of seed 7, rendered apart from every training
 image) with the mean-pose baselines. Two starts, each with its own budget:
 
 * ``scratch``: random weights, 1,000 steps of 32 (lr 1e-3, x0.3 after 700 steps);
@@ -36,12 +36,14 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from hfl_lite.samples import heldout_command
+from hfl_lite.synth.heldout import heldout_command
 
 ROOT = Path(__file__).resolve().parents[1]
 POOL_SEED = 11
 PAPER = ["joints2d=100", "mano_pose=10", "obj_offset=500"]  # the paper's values of the terms varied here
-RECIPE = ["joints2d=1e3", "mano_pose=1e3", "obj_offset=5e3"]  # the cpu preset's (hfl_lite.presets)
+RECIPE = ["joints2d=1e3", "mano_pose=1e3", "obj_offset=5e3"]
+# the previous shipped checkpoint's (2D joints at 1e4), with the per-joint MANO term raised
+PREVIOUS_MANO = ["joints2d=1e4", "mano_pose=1000", "obj_offset=500"]
 
 
 class Config(NamedTuple):
@@ -50,6 +52,8 @@ class Config(NamedTuple):
     augment: bool
     weights: list[str]  # --loss-weight values
     weight_decay: str
+    trainable: tuple[str, ...] = ()  # train only these submodules (default: all)
+    steps: int | None = None  # instead of the start's budget (0: the starting weights as they are)
 
 
 # the order is the table's
@@ -57,10 +61,12 @@ CONFIGS = {
     "scratch, fixed, paper weights": Config("scratch", "fixed", False, PAPER, "5e-4"),
     "scratch, fresh+aug, mano_pose=1000, obj_offset=5000": Config(
         "scratch", "pool", True, ["joints2d=100", "mano_pose=1000", "obj_offset=5000"], "5e-4"),
+    "warm, no step: the previous checkpoint, fresh hand encoder": Config("warm", "pool", False, RECIPE, "0", steps=0),
     "warm, fresh+aug, paper weights": Config("warm", "pool", True, PAPER, "5e-4"),
-    "warm, fresh+aug, recipe": Config("warm", "pool", True, RECIPE, "0"),
-    "warm, fresh+aug, recipe, articulation3d=1e4": Config("warm", "pool", True, [*RECIPE, "articulation3d=1e4"], "0"),
-    "warm, fresh+aug, recipe, joints2d=1e4": Config("warm", "pool", True, [*RECIPE, "joints2d=1e4"], "0"),
+    "warm, fresh+aug, recipe weights": Config("warm", "pool", True, RECIPE, "0"),
+    "warm, fresh, recipe weights": Config("warm", "pool", False, RECIPE, "0"),
+    "warm, fresh, previous weights, mano_pose=1000": Config("warm", "pool", False, PREVIOUS_MANO, "5e-4"),
+    "warm, fresh, recipe weights, hand decoder only": Config("warm", "pool", False, RECIPE, "0", ("hand_decoder",)),
 }
 BUDGETS = {"scratch": {"steps": 1000, "batch": 32, "lr": "1e-3", "lr_step_steps": 700},
            "warm": {"steps": 200, "batch": 32, "lr": "3e-4", "lr_step_steps": 10**6}}
@@ -115,15 +121,20 @@ def _fixed_subset(pool: Path, folder: Path, images: int) -> None:
 def _train_options(config: Config, budget: dict, data: Path, warm_start: Path | None) -> list[str]:
     images = len((data / "train.txt").read_text().split())
     steps_per_epoch = max(1, images // budget["batch"])
-    epochs = -(-budget["steps"] // steps_per_epoch)  # enough epochs to reach --max-steps
+    epochs = max(1, -(-budget["steps"] // steps_per_epoch))  # enough epochs to reach --max-steps
     lr_step = max(1, round(budget["lr_step_steps"] / steps_per_epoch))  # the schedule counts epochs
     options = ["--dataset", "ho3d", "--preset", "cpu", "--root", str(data), "--batch-size", str(budget["batch"]),
                "--epochs", str(epochs), "--max-steps", str(budget["steps"]), "--lr", budget["lr"],
                "--lr-step", str(lr_step), "--lr-gamma", "0.3", "--weight-decay", config.weight_decay,
                "--seed", "0", "--no-progress"]
-    options += ["--augment", "--workers", "2"] if config.augment else ["--no-augment", "--cache", "--workers", "2"]
+    if config.augment:
+        options += ["--augment", "--workers", "2"]
+    else:  # the fixed set is seen many times: prepare it once; the pool is seen about once
+        options += ["--no-augment", "--workers", "2", *(["--cache"] if config.data == "fixed" else [])]
     for w in config.weights:
         options += ["--loss-weight", w]
+    if config.trainable:
+        options += ["--trainable", *config.trainable]
     if config.start == "warm":
         options += ["--init-from", str(warm_start), "--init-partial"]
     return options
@@ -135,7 +146,8 @@ def _row(config: str, run: Path, budget: dict) -> dict:
     seconds = sum(r.get("seconds", 0.0) for r in log if "step" in r and "seconds" in r)
     c = CONFIGS[config]
     row = {"config": config, "start": c.start, "data": c.data, "augment": c.augment, "loss_weights": " ".join(c.weights),
-           "weight_decay": c.weight_decay, "steps": budget["steps"], "batch": budget["batch"],
+           "weight_decay": c.weight_decay, "trainable": " ".join(c.trainable) or "all",
+           "steps": budget["steps"], "batch": budget["batch"],
            "train_minutes": round(seconds / 60, 1)}
     row.update({k: metrics["model"].get(k) for k in METRICS})
     return row
@@ -167,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     rows, baseline = [], None
     for config in configs:
         budget = TINY_BUDGET if args.tiny else BUDGETS[CONFIGS[config].start]
+        if CONFIGS[config].steps is not None:
+            budget = {**budget, "steps": CONFIGS[config].steps}
         run = out / "runs" / config.replace(", ", "_").replace("=", "-")
         data = fixed if CONFIGS[config].data == "fixed" else pool
         if not (run / "eval" / "metrics.json").is_file():

@@ -109,6 +109,9 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-partial", action="store_true",
                    help="with --init-from: copy only the tensors whose names and shapes match (a checkpoint of an "
                         "earlier version of the network); the rest keep their fresh initialisation and are listed")
+    p.add_argument("--trainable", nargs="+", metavar="MODULE", default=[],
+                   help="train only these submodules of HFLNet (e.g. hand_decoder); the rest stays frozen, its "
+                        "BatchNorm statistics included (default: the whole network)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in total (counted across resumes)")
     p.add_argument("--eval-every", type=int, default=0, help="evaluate every N epochs (0: never)")
     p.add_argument("--eval-max-samples", type=int, help="evaluate on at most this many samples")
@@ -257,7 +260,8 @@ def _train(args: argparse.Namespace, info) -> int:
         max_nonfinite=args.max_nonfinite,
         progress=not args.no_progress,
         meta={"preset": preset.name, "dataset": args.dataset, "model_config": model_config,
-              "loss_weights": weights, **init_meta},
+              "loss_weights": weights, **({"trainable": list(args.trainable)} if args.trainable else {}), **init_meta},
+        trainable=tuple(args.trainable),
     )
     trainer = Trainer(model, HFLStep(weights), train_set, config, eval_fn=eval_fn, dist=info,
                       find_unused_parameters={k: model_config[k] for k in PAPER_VARIANTS} != PAPER_VARIANTS)

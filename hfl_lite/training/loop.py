@@ -52,6 +52,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
+from hfl_lite.errors import UserError
+
 from .checkpoint import (check_same_network, describe_network, load_weights_into, rng_state, save_checkpoint,
                          set_rng_state)
 from .distributed import DistInfo, all_gather_objects, barrier
@@ -99,6 +101,9 @@ class TrainConfig:
     max_nonfinite:   this many non-finite losses in a row stop the run
     progress:        show a tqdm progress bar (rank 0 only)
     meta:            extra primitive values stored in every checkpoint (preset, dataset, ...)
+    trainable:       names of submodules (e.g. ``"hand_decoder"``) to train; the rest of the
+                     network is frozen: no gradients, and its normalisation layers keep their
+                     running statistics (evaluation mode). Empty: the whole network.
     """
 
     out_dir: str
@@ -120,6 +125,7 @@ class TrainConfig:
     max_nonfinite: int = 20
     progress: bool = True
     meta: dict[str, Any] = field(default_factory=dict)
+    trainable: tuple[str, ...] = ()
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "lr_step_epochs", "max_nonfinite"):
@@ -129,6 +135,41 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.max_steps must be >= 0, got {self.max_steps}")
         if self.best_mode not in {"min", "max"}:
             raise ValueError(f"TrainConfig.best_mode must be 'min' or 'max', got {self.best_mode!r}")
+
+
+class UnknownSubmoduleError(UserError, ValueError):
+    """``trainable`` (``train --trainable``) names no submodule of the network."""
+
+
+def _in_modules(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def freeze_all_but(model: torch.nn.Module, trainable: tuple[str, ...]) -> list[torch.nn.Parameter]:
+    """Turn off the gradients of every parameter outside the submodules named in ``trainable``;
+    returns the parameters left to train. Raises ``ValueError`` naming an entry that is no
+    submodule of ``model`` (:class:`UnknownSubmoduleError`). Empty ``trainable``: everything trains."""
+    if not trainable:
+        return list(model.parameters())
+    names = dict(model.named_modules())
+    unknown = [p for p in trainable if p not in names]
+    if unknown:
+        top = sorted(n for n in names if n and "." not in n)
+        raise UnknownSubmoduleError(f"--trainable: no submodule {unknown} in the network; its top-level modules: "
+                                    f"{top} (a dotted name such as hand_decoder.encoder also works)")
+    for name, param in model.named_parameters():
+        param.requires_grad_(_in_modules(name, trainable))
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def train_mode(model: torch.nn.Module, trainable: tuple[str, ...] = ()) -> None:
+    """``model.train()``, except that the leaf modules outside ``trainable`` stay in evaluation
+    mode: a frozen part's BatchNorm keeps the running statistics it was trained with."""
+    model.train()
+    if trainable:
+        for name, module in model.named_modules():
+            if not any(True for _ in module.children()) and not _in_modules(name, trainable):
+                module.eval()
 
 
 def seed_everything(seed: int) -> None:
@@ -262,7 +303,8 @@ class Trainer:
             if isinstance(module, torch.nn.modules.batchnorm._NormBase)
             for buf in module.buffers(recurse=False)
         ]
-        self.optimizer = torch.optim.Adam(_unwrap(model).parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        params = freeze_all_but(_unwrap(model), tuple(config.trainable))
+        self.optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=config.lr_step_epochs, gamma=config.lr_gamma)
 
         self.amp_dtype = autocast_dtype(self.device, config.amp)
@@ -450,7 +492,7 @@ class Trainer:
             module.eval()
             with torch.no_grad():
                 metrics = {k: float(v) for k, v in self.eval_fn(module).items()}
-            module.train()
+            train_mode(module, tuple(self.cfg.trainable))
             self._log_event("eval", **metrics)
         improved = False
         if metrics is not None and self.cfg.best_metric is not None:
@@ -519,7 +561,8 @@ class Trainer:
 
     def _fit(self) -> dict[str, Any]:
         last = self.out_dir / "last.pt"
-        self.model.train()
+        self.model.train()  # a DistributedDataParallel wrapper's own flag too
+        train_mode(_unwrap(self.model), tuple(self.cfg.trainable))
         status, metrics = "completed", None
         with stop_signals_handled_by(self._handle_signal):
             while self.epoch < self.cfg.epochs and status == "completed":

@@ -31,7 +31,6 @@ const matMul = (A, B) => A.map((row) => B[0].map((_, j) => row.reduce((s, v, k) 
 const transpose = (A) => A[0].map((_, j) => A.map((row) => row[j]));
 const eye = (n) => Array.from({ length: n }, (_, i) => Array.from({ length: n }, (_, j) => (i === j ? 1 : 0)));
 const cross = (a, b) => [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
-const maxAbs = (values) => values.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 
 /** Solve A x = b (A n x n) by Gaussian elimination with partial pivoting (torch.linalg.solve). */
 export function solve(A, b) {
@@ -63,53 +62,6 @@ export function inverse3(M) {
   return transpose(cof).map((row) => row.map((v) => v / det));
 }
 
-/** Eigen decomposition of a symmetric matrix by cyclic Jacobi rotations: eigenvalues ascending and
- * the matching eigenvectors as the columns of `vectors` (torch.linalg.eigh; signs may differ). Each
- * rotation zeroes its pair; after four sweeps a pair too small to change its diagonal entries is
- * zeroed without one, so the sweeps end (the rule of Numerical Recipes' jacobi). */
-export function symmetricEigen(S) {
-  const n = S.length;
-  const A = S.map((row) => row.slice());
-  const V = eye(n);
-  for (let sweep = 0; sweep < 50; sweep++) {
-    let off = 0;
-    for (let p = 0; p < n - 1; p++) for (let q = p + 1; q < n; q++) off += Math.abs(A[p][q]);
-    if (off === 0) break;
-    for (let p = 0; p < n - 1; p++) {
-      for (let q = p + 1; q < n; q++) {
-        const g = 100 * Math.abs(A[p][q]);
-        if (sweep > 3 && Math.abs(A[p][p]) + g === Math.abs(A[p][p]) && Math.abs(A[q][q]) + g === Math.abs(A[q][q])) {
-          A[p][q] = A[q][p] = 0;
-          continue;
-        }
-        if (A[p][q] === 0) continue;
-        const theta = (A[q][q] - A[p][p]) / (2 * A[p][q]);
-        const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
-        const c = 1 / Math.sqrt(t * t + 1);
-        const s = t * c;
-        for (let k = 0; k < n; k++) { // A <- J^T A J, columns then rows
-          const akp = A[k][p], akq = A[k][q];
-          A[k][p] = c * akp - s * akq;
-          A[k][q] = s * akp + c * akq;
-        }
-        for (let k = 0; k < n; k++) {
-          const apk = A[p][k], aqk = A[q][k];
-          A[p][k] = c * apk - s * aqk;
-          A[q][k] = s * apk + c * aqk;
-        }
-        A[p][q] = A[q][p] = 0; // what the rotation was for, without its rounding
-        for (let k = 0; k < n; k++) {
-          const vkp = V[k][p], vkq = V[k][q];
-          V[k][p] = c * vkp - s * vkq;
-          V[k][q] = s * vkp + c * vkq;
-        }
-      }
-    }
-  }
-  const order = Array.from({ length: n }, (_, i) => i).sort((i, j) => A[i][i] - A[j][j]);
-  return { values: order.map((i) => A[i][i]), vectors: V.map((row) => order.map((i) => row[i])) };
-}
-
 /** Lower Cholesky factor of a symmetric positive definite matrix. */
 function cholesky(A) {
   const n = A.length;
@@ -132,20 +84,6 @@ function solveLower(L, B) {
     for (let i = 0; i < n; i++) {
       let s = X[i][c];
       for (let k = 0; k < i; k++) s -= L[i][k] * X[k][c];
-      X[i][c] = s / L[i][i];
-    }
-  }
-  return X;
-}
-
-/** L^-T B for lower-triangular L. */
-function solveLowerTransposed(L, B) {
-  const n = L.length;
-  const X = B.map((row) => row.slice());
-  for (let c = 0; c < B[0].length; c++) {
-    for (let i = n - 1; i >= 0; i--) {
-      let s = X[i][c];
-      for (let k = i + 1; k < n; k++) s -= L[k][i] * X[k][c];
       X[i][c] = s / L[i][i];
     }
   }
@@ -377,224 +315,251 @@ export function voteTopk(points, conf, numPoints, cells, rounds, threshold) {
 }
 
 // ------------------------------------------------------------------ EPnP (one problem)
-const MIN_SPREAD_RATIO = 1e-3; // hfl_lite.geometry.epnp.MIN_SPREAD_RATIO
-const SIGN_DIRECTION = [1, Math.SQRT2 - 1, (Math.SQRT2 - 1) ** 2]; // hfl_lite.geometry.epnp._SIGN_DIRECTION
-const PAIRS = [[0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3]];
-const METRIC = [[4, 1, 1, 1], [1, 1, 0, 0], [1, 0, 1, 0], [1, 0, 0, 1]];
-const GN_PRUNE = [2, 5];
+// hfl_lite.geometry.epnp's constants: MIN_SPREAD_RATIO, _SCORE_POLAR_STEPS, _POLAR_STEPS, _SHARED_STEPS,
+// _SHARED_STEPS_MINIMAL, _GAUSS_NEWTON_ITERS, _METRIC, _PRODUCTS, _SYSTEMS (tests/test_web_pipeline.py
+// compares them with the Python's)
+export const EPNP_CONSTANTS = {
+  minSpreadRatio: 1e-3, scorePolarSteps: 2, polarSteps: 9, sharedSteps: 2, sharedStepsMinimal: 10, gaussNewtonIters: 3,
+  // the metric of the control points; the products beta_k beta_l (entries 4 k + l of a 4 x 4 matrix) the
+  // linearised distance equations solve for, and the unknowns of the systems for 2, 3 and 4 kernel vectors
+  metric: [[4, 1, 1, 1], [1, 1, 0, 0], [1, 0, 1, 0], [1, 0, 0, 1]],
+  products: [0, 1, 2, 3, 5, 6, 10],
+  systems: [[0, 1, 4], [0, 1, 2, 4, 5, 6], [0, 1, 2, 3]],
+};
+const { metric: METRIC, systems: SYSTEMS } = EPNP_CONSTANTS;
+const PRODUCTS = EPNP_CONSTANTS.products.map((e) => [e >> 2, e & 3]); // as (k, l)
 const FALLBACK = () => ({ R: eye(3), t: [0, 0, 1], valid: false });
+const plus = (A, B, s = 1) => A.map((row, i) => row.map((v, j) => v + s * B[i][j]));
+const sumSquares = (A) => A.flat().reduce((s, v) => s + v * v, 0);
+const column = (A, j) => A.map((row) => row[j]);
+const copysign = (a, b) => (b < 0 || Object.is(b, -0) ? -a : a);
 
-/** Least squares A x = b through lightly damped normal equations (epnp._ridge_solve). */
-function ridgeSolve(A, b, rel = 1e-12) {
-  const n = A[0].length;
-  const AtA = Array.from({ length: n }, (_, i) => Array.from({ length: n }, (_, j) => A.reduce((s, r) => s + r[i] * r[j], 0)));
-  let trace = 0;
-  for (let i = 0; i < n; i++) trace += AtA[i][i];
-  const damp = rel * Math.max(trace, 1e-300);
-  for (let i = 0; i < n; i++) AtA[i][i] += damp;
-  return solve(AtA, Array.from({ length: n }, (_, i) => A.reduce((s, r, k) => s + r[i] * b[k], 0)));
+/** Cofactor matrix det(X) X^-T (its columns x1 x x2, x2 x x0, x0 x x1 for the columns x_j of X) and
+ * determinant of a 3 x 3 matrix (epnp._cofactors). */
+function cofactors(X) {
+  const c = [cross(column(X, 1), column(X, 2)), cross(column(X, 2), column(X, 0)), cross(column(X, 0), column(X, 1))];
+  return { cof: transpose(c), det: dot(column(X, 0), c[0]) };
 }
 
-/** The four starting beta vectors (epnp._initial_betas). G [6][4][4], rho [6]. */
-function initialBetas(G, rho) {
-  const column = (k, l) => G.map((g) => g[k][l] * (k === l ? 1 : 2));
-  const system = (pairs) => rho.map((_, p) => pairs.map(([k, l]) => column(k, l)[p]));
+/** A^-1 B for A n x n and B n x m, column by column (torch.linalg.solve). */
+const solveColumns = (A, B) => transpose(transpose(B).map((b) => solve(A, b)));
+
+/** Unit eigenvector of the smallest eigenvalue of a symmetric 3 x 3 matrix (epnp._smallest_eigenvector):
+ * the eigenvalue by the trigonometric formula, the vector as the longest column of adj(H - lambda I). */
+export function smallestEigenvector(H) {
+  const q = (H[0][0] + H[1][1] + H[2][2]) / 3;
+  const shifted = H.map((row, i) => row.map((v, j) => (i === j ? v - q : v)));
+  const p = Math.max(Math.sqrt(sumSquares(shifted) / 6), 1e-300);
+  const halfDet = 0.5 * cofactors(shifted.map((row) => row.map((v) => v / p))).det;
+  const lam = q + 2 * p * Math.cos(Math.acos(Math.min(Math.max(halfDet, -1), 1)) / 3 + (2 * Math.PI) / 3);
+  const { cof } = cofactors(H.map((row, i) => row.map((v, j) => (i === j ? v - lam : v))));
+  const norms = [0, 1, 2].map((j) => cof[0][j] * cof[0][j] + cof[1][j] * cof[1][j] + cof[2][j] * cof[2][j]);
+  const longest = norms.reduce((best, n, j) => (n > norms[best] ? j : best), 0);
+  const v = column(cof, longest);
+  const scale = 1 / Math.sqrt(Math.max(dot(v, v), 1e-300));
+  return v.map((value) => value * scale);
+}
+
+/** X (I - 2 n n^T) for a 3 x 3 X and a unit vector n: X mirrored across the plane normal to n. */
+function mirror(X, n) {
+  const Xn = matVec(X, n);
+  return X.map((row, i) => row.map((v, j) => v - 2 * Xn[i] * n[j]));
+}
+
+/** The orthogonal polar factor of X, close to a multiple of a rotation, by `steps` Newton-Schulz
+ * iterations X <- 1.5 X - 0.5 X X^T X after scaling X to a Frobenius norm of sqrt(3)
+ * (epnp._nearest_rotation). */
+function newtonSchulz(X, steps) {
+  const s = Math.sqrt(3 / Math.max(sumSquares(X), 1e-300));
+  let Y = X.map((row) => row.map((v) => v * s));
+  for (let k = 0; k < steps; k++) {
+    Y = plus(Y.map((row) => row.map((v) => 1.5 * v)), matMul(Y, matMul(transpose(Y), Y)), -0.5);
+  }
+  return Y;
+}
+
+/** The rotation (det +1) maximising trace(R^T A) for a 3 x 3 A of full rank (epnp._polar_rotation):
+ * the polar factor by `steps` scaled Newton iterations X <- (z X + X^-T / z) / 2, z = |det X|^(-1/3);
+ * where det A < 0 that factor is a reflection, and the answer is it times I - 2 v v^T, v the eigenvector
+ * of the smallest eigenvalue of X^T A (the SVD solution U diag(1, 1, -1) V^T). */
+export function polarRotation(A, steps = EPNP_CONSTANTS.polarSteps) {
+  let X = A;
+  for (let k = 0; k < steps; k++) {
+    const { cof, det } = cofactors(X);
+    const z = Math.pow(Math.max(Math.abs(det), 1e-300), -1 / 3);
+    const a = 0.5 * z, b = 0.5 / (z * det);
+    X = X.map((row, i) => row.map((v, j) => a * v + cof[i][j] * b));
+  }
+  return cofactors(A).det < 0 ? mirror(X, smallestEigenvector(matMul(transpose(X), A))) : X;
+}
+
+/** Weighted moments of the correspondences (epnp._moments): X [N][3], normalised observations xn [N][2],
+ * weights w [N] (>= 0, positive sum). Returns Mt [4 f][15 p] = sum_i w_i f_i p_i / sum_i w_i for
+ * f = (1, u, v, u^2 + v^2), p = (1, x, y, z, xx, xy, xz, yx, yy, yz, zx, zy, zz, u, v) (points relative
+ * to the weighted centroid c0 [3]), and c0. */
+function moments(X, xn, w) {
+  const total = w.reduce((s, v) => s + v, 0);
+  const wn = w.map((v) => v / total);
+  const c0 = [0, 1, 2].map((i) => X.reduce((s, p, n) => s + p[i] * wn[n], 0));
+  const Mt = [0, 1, 2, 3].map(() => new Array(15).fill(0));
+  X.forEach((point, n) => {
+    const [x, y, z] = point.map((v, i) => v - c0[i]);
+    const [u, v] = xn[n];
+    const p = [1, x, y, z, x * x, x * y, x * z, x * y, y * y, y * z, x * z, y * z, z * z, u, v];
+    const f = [wn[n], wn[n] * u, wn[n] * v, wn[n] * (u * u + v * v)];
+    for (let a = 0; a < 4; a++) for (let b = 0; b < 15; b++) Mt[a][b] += f[a] * p[b];
+  });
+  return { Mt, c0 };
+}
+
+/** Object points neither collinear nor planar, image points neither coincident nor collinear
+ * (epnp._spread_ok), from the moments. */
+function spreadOk(Mt) {
+  const [c00, c01, c02, , c11, c12, , , c22] = Mt[0].slice(4, 13);
+  const minor0 = c11 * c22 - c12 * c12, minor1 = c00 * c22 - c02 * c02, minor2 = c00 * c11 - c01 * c01;
+  const det = c00 * minor0 - c01 * (c01 * c22 - c12 * c02) + c02 * (c01 * c12 - c11 * c02);
+  const trace = c00 + c11 + c22;
+  const minors = minor0 + minor1 + minor2;
+  const r2 = EPNP_CONSTANTS.minSpreadRatio ** 2;
+  const spread = trace > 1e-20 && minors > r2 * trace * trace && det > r2 * trace * minors;
+  const mu = Mt[0][13], mv = Mt[0][14];
+  const a = Mt[1][13] - mu * mu, b = Mt[1][14] - mu * mv, c = Mt[2][14] - mv * mv;
+  const halfGap = Math.sqrt(0.25 * (a - c) ** 2 + b * b);
+  const lamMax = 0.5 * (a + c) + halfGap, lamMin = 0.5 * (a + c) - halfGap;
+  return spread && lamMax > 1e-12 && lamMin > r2 * lamMax;
+}
+
+/** A P-orthonormal basis [4 h][4 kernel] ordered roughly like the generalised eigenvectors of (S, P)
+ * from the smallest eigenvalue up (epnp._kernel_basis): one shift-and-invert step Y = (S + sigma P)^-1 P
+ * and a Cholesky QR factorisation in the P inner product. */
+function kernelBasis(S, qScale) {
+  const sigma = 1e-6 * (S[0][0] + S[1][1] + S[2][2] + S[3][3]) + 1e-12 * qScale;
+  const Y = solveColumns(plus(S, METRIC, sigma), METRIC);
+  const L = cholesky(matMul(transpose(Y), matMul(METRIC, Y)));
+  return transpose(solveLower(L, transpose(Y)));
+}
+
+/** Starting beta vectors, one per entry of `candidates` (numbers of kernel vectors), from the Gram
+ * matrices G [6][4][4] and the squared distances rho [6] (epnp._initial_betas). */
+function initialBetas(G, rho, candidates) {
   const root = (v) => Math.sqrt(Math.abs(v));
-  const sign = (v) => (v < 0 ? -1 : 1);
-  const dv2 = G.map((g) => Math.max(g[0][0], 0));
-  const b1 = rho.reduce((s, r, p) => s + Math.sqrt(Math.max(r, 0) * dv2[p]), 0) / Math.max(dv2.reduce((a, b) => a + b, 0), 1e-300);
-  const s2 = ridgeSolve(system([[0, 0], [0, 1], [1, 1]]), rho);
-  const s3 = ridgeSolve(system([[0, 0], [0, 1], [0, 2], [1, 1], [1, 2], [2, 2]]), rho);
-  const s4 = ridgeSolve(system([[0, 0], [0, 1], [0, 2], [0, 3]]), rho);
-  const b4 = root(s4[0]);
-  return [
-    [b1, 0, 0, 0],
-    [root(s2[0]), root(s2[2]) * sign(s2[1]), 0, 0],
-    [root(s3[0]), root(s3[3]) * sign(s3[1]), root(s3[5]) * sign(s3[2]), 0],
-    [b4, s4[1] / Math.max(b4, 1e-300), s4[2] / Math.max(b4, 1e-300), s4[3] / Math.max(b4, 1e-300)],
-  ];
+  const Z = G.map((g, p) => [...PRODUCTS.map(([k, l]) => g[k][l] * (k === l ? 1 : 2)), rho[p]]);
+  const gram = Z[0].map((_, i) => Z[0].map((__, j) => Z.reduce((s, row) => s + row[i] * row[j], 0)));
+  return candidates.map((n) => {
+    if (n === 1) { // closed form, beta_1 = sum sqrt(rho) |dv| / sum |dv|^2
+      const dv2 = G.map((g) => g[0][0]);
+      const num = rho.reduce((s, r, p) => s + Math.sqrt(Math.max(r * dv2[p], 0)), 0);
+      return [num / Math.max(dv2.reduce((s, v) => s + v, 0), 1e-300), 0, 0, 0];
+    }
+    const idx = SYSTEMS[n - 2];
+    const AtA = idx.map((i) => idx.map((j) => (i === j ? gram[i][j] * (1 + 1e-10) : gram[i][j]))); // light damping
+    const b = solve(AtA, idx.map((i) => gram[i][7]));
+    if (n === 2) return [root(b[0]), copysign(root(b[2]), b[1]), 0, 0];
+    if (n === 3) return [root(b[0]), copysign(root(b[3]), b[1]), copysign(root(b[5]), b[2]), 0];
+    const b1 = root(b[0]);
+    return [b1, ...b.slice(1).map((v) => v / Math.max(b1, 1e-300))];
+  });
 }
 
-/** Solve a symmetric positive definite 4 x 4 system by an unrolled LDL^T (epnp._spd4_solve). */
-function spd4Solve(a, b) {
-  const [a00, a01, a02, a03, a11, a12, a13, a22, a23, a33] = a;
-  const [b0, b1, b2, b3] = b;
-  const l10 = a01 / a00, l20 = a02 / a00, l30 = a03 / a00;
-  const d1 = a11 - l10 * a01;
-  const m21 = a12 - l20 * a01, m31 = a13 - l30 * a01;
-  const l21 = m21 / d1, l31 = m31 / d1;
-  const d2 = a22 - l20 * a02 - l21 * m21;
-  const m32 = a23 - l30 * a02 - l31 * m21;
-  const l32 = m32 / d2;
-  const d3 = a33 - l30 * a03 - l31 * m31 - l32 * m32;
-  const y1 = b1 - l10 * b0;
-  const y2 = b2 - l20 * b0 - l21 * y1;
-  const x3 = (b3 - l30 * b0 - l31 * y1 - l32 * y2) / d3;
-  const x2 = y2 / d2 - l32 * x3;
-  const x1 = y1 / d1 - l21 * x2 - l31 * x3;
-  const x0 = b0 / a00 - l10 * x1 - l20 * x2 - l30 * x3;
-  return [x0, x1, x2, x3];
-}
-
-const TRIU = [];
-for (let i = 0; i < 4; i++) for (let j = i; j < 4; j++) TRIU.push([i, j]);
-
-/** Damped Gauss-Newton on beta^T G_p beta = rho_p (epnp._gauss_newton_betas, one candidate). */
+/** `iters` lightly damped Gauss-Newton steps on beta^T G_p beta = rho_p (epnp._gauss_newton_betas). */
 function gaussNewtonBetas(beta, G, rho, iters) {
-  beta = beta.slice();
   for (let it = 0; it < iters; it++) {
-    const Gb = G.map((g) => g.map((row) => dot(row, beta))); // [6][4]
-    const r = Gb.map((gb, p) => dot(gb, beta) - rho[p]);
-    const JtJ = TRIU.map(([i, j]) => Gb.reduce((s, gb) => s + gb[i] * gb[j], 0));
-    const diagSum = TRIU.reduce((s, [i, j], e) => s + (i === j ? JtJ[e] : 0), 0);
-    TRIU.forEach(([i, j], e) => { if (i === j) JtJ[e] += 1e-10 * Math.max(diagSum, 1e-300); });
-    const rhs = [0, 1, 2, 3].map((k) => Gb.reduce((s, gb, p) => s + gb[k] * r[p], 0));
-    const step = spd4Solve(JtJ, rhs).map((v) => 0.5 * v);
-    beta = beta.map((v, k) => v - step[k]);
-    if (GN_PRUNE.includes(it) && it < iters - 1 && !(maxAbs(step) > 1e-10 * maxAbs(beta))) break;
+    const g = G.map((Gp) => Gp.map((row) => dot(row, beta))); // [6][4]: G_p beta, half the Jacobian
+    const r = g.map((gp, p) => dot(gp, beta) - rho[p]);
+    const JtJ = [0, 1, 2, 3].map((k) => [0, 1, 2, 3].map((l) => {
+      const s = g.reduce((acc, gp) => acc + gp[k] * gp[l], 0);
+      return k === l ? s * (1 + 1e-10) : s; // light damping
+    }));
+    const step = solve(JtJ, [0, 1, 2, 3].map((k) => g.reduce((acc, gp, p) => acc + gp[k] * r[p], 0)));
+    beta = beta.map((v, k) => v - 0.5 * step[k]);
   }
   return beta;
 }
 
-/** The rotation maximising trace(R^T A) (epnp._nearest_rotation): Newton's polar iteration with
- * determinant scaling; where it does not apply or converge, the unit quaternion of largest
- * eigenvalue of Horn's 4 x 4 matrix (the same maximiser as the SVD formula of the Python). */
-export function nearestRotation(A, iters = 6) {
-  const cofactors = (X) => {
-    const col = (j) => [X[0][j], X[1][j], X[2][j]];
-    const c = [cross(col(1), col(2)), cross(col(2), col(0)), cross(col(0), col(1))]; // columns
-    return { cof: [0, 1, 2].map((i) => [c[0][i], c[1][i], c[2][i]]), det: dot(col(0), c[0]) };
-  };
-  const detA = cofactors(A).det;
-  const scale = maxAbs(A.flat());
-  const newton = Number.isFinite(detA) && detA > 1e-12 * scale ** 3;
-  if (newton) {
-    let X = A.map((row) => row.slice());
-    for (let k = 0; k < iters; k++) {
-      const { cof, det } = cofactors(X);
-      const z = Math.pow(det, -1 / 3);
-      X = X.map((row, i) => row.map((v, j) => 0.5 * (z * v + cof[i][j] / (z * det))));
-    }
-    const XtX = matMul(transpose(X), X);
-    if (maxAbs(XtX.flat().map((v, e) => v - (e % 4 === 0 ? 1 : 0))) < 1e-10) return X;
-  }
-  const [[a, b, c], [d, e, f], [g, h, i]] = A;
-  const N = [
-    [a + e + i, h - f, c - g, d - b],
-    [h - f, a - e - i, b + d, c + g],
-    [c - g, b + d, e - a - i, f + h],
-    [d - b, c + g, f + h, i - a - e],
-  ];
-  const { vectors } = symmetricEigen(N);
-  const [w, x, y, z] = vectors.map((row) => row[3]);
-  return [
-    [w * w + x * x - y * y - z * z, 2 * (x * y - w * z), 2 * (x * z + w * y)],
-    [2 * (x * y + w * z), w * w - x * x + y * y - z * z, 2 * (y * z - w * x)],
-    [2 * (x * z - w * y), 2 * (y * z + w * x), w * w - x * x - y * y + z * z],
-  ];
+/** Camera-frame control geometry [3 xyz][4] of a beta vector (epnp._place): the centroid (column 0)
+ * and the displacements, flipped so that the centroid lies in front of the camera. d [3][4 h][4 kernel]. */
+function place(d, beta) {
+  const cc = d.map((rowsOfAxis) => rowsOfAxis.map((row) => dot(row, beta)));
+  const sign = Math.sign(cc[2][0]);
+  return cc.map((row) => row.map((v) => v * sign));
 }
 
-/** EPnP on a clean, well-posed problem (epnp._epnp_core): X [N][3], normalised observations
- * xn [N][2], weights wn [N] summing to one, centroid c0, principal variances lam and directions V. */
-function epnpCore(X, xn, wn, c0, lam, V, gnIters) {
-  const sd = lam.map((l) => Math.sqrt(Math.max(l, 1e-300)));
-  const Lw = [0, 1, 2].map((i) => [0, 1, 2].map((k) => V[i][k] * sd[k])); // control points c_k - c_0
-  const h = X.map((p) => {
-    const d = p.map((v, i) => v - c0[i]);
-    return [1, ...[0, 1, 2].map((k) => (d[0] * V[0][k] + d[1] * V[1][k] + d[2] * V[2][k]) / sd[k])];
+/** EPnP on a clean, well-posed problem from its moments (epnp._pose): the starting points of
+ * `candidates` take `sharedIters` Gauss-Newton steps, the best of them (by the algebraic error of its
+ * rigidly placed control points) `gnIters` more; R by the polar rotation of the weighted
+ * cross-covariance. Returns {R, t}. */
+function poseFromMoments(Mt, c0, gnIters, sharedIters, candidates) {
+  const C = [0, 1, 2].map((i) => Mt[0].slice(4 + 3 * i, 7 + 3 * i));
+  const L = cholesky(C);
+  const Linv = solveLower(L, eye(3));
+  // moments of h = (1, a), a = L^-1 (X - c0) the whitened points, for f = u, v, u^2 + v^2
+  const [Qu, Qv, Quv] = [1, 2, 3].map((f) => {
+    const m1 = matVec(Linv, Mt[f].slice(1, 4));
+    const m2 = matMul(matMul(Linv, [0, 1, 2].map((i) => Mt[f].slice(4 + 3 * i, 7 + 3 * i))), transpose(Linv));
+    return [[Mt[f][0], ...m1], ...m2.map((row, i) => [m1[i], ...row])];
   });
-  const Q = [0, 1, 2].map(() => [0, 1, 2, 3].map(() => [0, 0, 0, 0]));
-  X.forEach((_, n) => {
-    const [u, v] = xn[n];
-    const f = [wn[n] * u, wn[n] * v, wn[n] * (u * u + v * v)];
-    for (const [p, q] of TRIU) {
-      const hh = h[n][p] * h[n][q];
-      for (let m = 0; m < 3; m++) Q[m][p][q] += f[m] * hh;
-    }
-  });
-  for (let m = 0; m < 3; m++) for (const [p, q] of TRIU) Q[m][q][p] = Q[m][p][q];
-  const [Qu, Qv, Quv] = Q;
-  const QuQu = matMul(Qu, Qu), QvQv = matMul(Qv, Qv);
-  const S = Quv.map((row, i) => row.map((val, j) => val - QuQu[i][j] - QvQv[i][j]));
-  const QPQu = matMul(Qu, matMul(METRIC, Qu)), QPQv = matMul(Qv, matMul(METRIC, Qv));
-  const Nm = METRIC.map((row, i) => row.map((val, j) => val + QPQu[i][j] + QPQv[i][j]));
-  const L = cholesky(Nm);
-  const E = solveLower(L, transpose(solveLower(L, S)));
-  const { vectors: Y } = symmetricEigen(E.map((row, i) => row.map((val, j) => 0.5 * (val + E[j][i]))));
-  const dz = solveLowerTransposed(L, Y); // [4 h][4 kernel]
+  const S = plus(Quv, plus(matMul(Qu, Qu), matMul(Qv, Qv)), -1);
+  const dz = kernelBasis(S, Quv[0][0]); // [4 h][4 kernel]
   const d = [matMul(Qu, dz), matMul(Qv, dz), dz]; // [3 xyz][4 h][4 kernel]
-  const ctrl = d.map((dx) => dx.map((row, cp) => row.map((v, k) => (cp === 0 ? v : v + dx[0][k])))); // [xyz][cp][kernel]
-
-  const G = PAIRS.map(([ia, ib]) => {
-    const dv = [0, 1, 2].map((i) => [0, 1, 2, 3].map((k) => ctrl[i][ia][k] - ctrl[i][ib][k]));
-    return [0, 1, 2, 3].map((k) => [0, 1, 2, 3].map((l) => dv.reduce((s, row) => s + row[k] * row[l], 0)));
-  });
-  const cw = [0, 1, 2].map((i) => [0, ...Lw[i]]);
-  const rho = PAIRS.map(([ia, ib]) => [0, 1, 2].reduce((s, i) => s + (cw[i][ia] - cw[i][ib]) ** 2, 0));
-
-  let best = null;
-  for (const start of initialBetas(G, rho)) {
-    const beta = gaussNewtonBetas(start, G, rho, gnIters);
-    let cc = [0, 1, 2].map((i) => [0, 1, 2, 3].map((cp) => dot(ctrl[i][cp], beta)));
-    if (cc[2][0] < 0) cc = cc.map((row) => row.map((v) => -v));
-    const crossCov = [0, 1, 2].map((i) => [0, 1, 2].map((j) => [0, 1, 2].reduce((s, k) => s + (cc[i][k + 1] - cc[i][0]) * Lw[j][k], 0)));
-    const R = nearestRotation(crossCov);
-    const t = [0, 1, 2].map((i) => cc[i][0] - dot(R[i], c0));
-    const xh = [0, 1, 2].map((i) => [cc[i][0], ...[0, 1, 2].map((k) => dot(R[i], [Lw[0][k], Lw[1][k], Lw[2][k]]))]);
-    const z = xh[2];
-    const resU = matVec(Qu, z).map((v, k) => xh[0][k] - v), resV = matVec(Qv, z).map((v, k) => xh[1][k] - v);
-    let err = dot(resU, resU) + dot(resV, resV) + dot(z, matVec(S, z));
-    if (!Number.isFinite(err)) err = Infinity;
-    if (best === null || err < best.err) best = { R, t, err };
+  // control-point differences d_1, d_2, d_3, d_1 - d_2, d_1 - d_3, d_2 - d_3 over the kernel, their Gram
+  // matrices, and the same differences in the world (columns of L)
+  const sub = (a, b) => a.map((v, k) => v - b[k]);
+  const dv = d.map((dx) => [dx[1], dx[2], dx[3], sub(dx[1], dx[2]), sub(dx[1], dx[3]), sub(dx[2], dx[3])]); // [3][6][4]
+  const G = [0, 1, 2, 3, 4, 5].map((p) => [0, 1, 2, 3].map((k) => [0, 1, 2, 3].map(
+    (l) => dv.reduce((s, a) => s + a[p][k] * a[p][l], 0))));
+  const dw = L.map((row) => [row[0], row[1], row[2], row[0] - row[1], row[0] - row[2], row[1] - row[2]]);
+  const rho = [0, 1, 2, 3, 4, 5].map((p) => dw.reduce((s, row) => s + row[p] * row[p], 0));
+  let betas = initialBetas(G, rho, candidates).map((beta) => gaussNewtonBetas(beta, G, rho, sharedIters));
+  if (candidates.length > 1) {
+    const thinAxis = smallestEigenvector(matMul(L, transpose(L)));
+    const errors = betas.map((beta) => {
+      const cc = place(d, beta);
+      let M = matMul(cc.map((row) => row.slice(1)), Linv);
+      if (cofactors(M).det < 0) M = mirror(M, thinAxis); // a mirror image: flipped across the thinnest axis
+      const RL = matMul(newtonSchulz(M, EPNP_CONSTANTS.scorePolarSteps), L);
+      const xh = cc.map((row, i) => [row[0], ...RL[i]]); // rigid control geometry
+      const z = xh[2];
+      const eu = matVec(Qu, z).map((v, h) => xh[0][h] - v), ev = matVec(Qv, z).map((v, h) => xh[1][h] - v);
+      const err = dot(eu, eu) + dot(ev, ev) + dot(z, matVec(S, z));
+      return Number.isFinite(err) ? err : Infinity;
+    });
+    const best = errors.reduce((b, e, i) => (e < errors[b] ? i : b), 0);
+    betas = [betas[best]];
   }
-  return best;
+  const cc = place(d, gaussNewtonBetas(betas[0], G, rho, gnIters));
+  const R = polarRotation(matMul(cc.map((row) => row.slice(1)), transpose(L)), EPNP_CONSTANTS.polarSteps);
+  return { R, t: [0, 1, 2].map((i) => cc[i][0] - dot(R[i], c0)) };
 }
 
 /**
- * EPnP for one problem (hfl_lite.geometry.epnp.epnp): X [N][3] object points (metres), x [N][2]
- * pixels, K [3][3], w [N] weights (null: all 1; 0 drops a point). Returns {R, t, valid}; an
- * unsolvable problem (too few usable points, degenerate points or observations, a bad K) gets
- * R = I, t = (0, 0, 1), valid = false.
+ * EPnP for one problem (hfl_lite.geometry.epnp.epnp with refine_iters = 0, step for step): X [N][3]
+ * object points (metres), x [N][2] pixels, K [3][3], w [N] weights (null: all 1; 0 drops a point).
+ * options: minPoints, gaussNewtonIters, candidates (the numbers of kernel vectors whose starting points
+ * are compared, as epnp._epnp's). Returns {R, t, valid}; an unsolvable problem (too few usable points,
+ * degenerate points or observations, a bad K) gets R = I, t = (0, 0, 1), valid = false.
  */
-export function epnp(X, x, K, w = null, { minPoints = 4, gaussNewtonIters = 10 } = {}) {
+export function epnp(X, x, K, w = null, {
+  minPoints = 4, gaussNewtonIters = EPNP_CONSTANTS.gaussNewtonIters, candidates = [1, 2, 3, 4] } = {}) {
   const N = X.length;
   if (N < minPoints) return FALLBACK();
-  const usable = X.map((p, i) => p.every(Number.isFinite) && x[i].every(Number.isFinite)
-    && Number.isFinite(w ? w[i] : 1) && (w ? w[i] : 1) > 0);
-  const weight = usable.map((u, i) => (u ? (w ? w[i] : 1) : 0));
+  const weight = w || new Array(N).fill(1);
+  // usable: the sum of a point's six values finite (as the Python tests it) and a positive weight
+  const usable = X.map((p, i) => Number.isFinite(p[0] + p[1] + p[2] + x[i][0] + x[i][1] + weight[i]) && weight[i] > 0);
+  const nUsable = usable.filter(Boolean).length;
+  const k = K.flat();
+  const kOk = k.every(Number.isFinite) && Math.abs(k[0]) > 1e-12 && Math.abs(k[4]) > 1e-12 && k[3] === 0
+    && k[6] === 0 && k[7] === 0 && k[8] !== 0;
+  if (!kOk || nUsable < minPoints) return FALLBACK();
+  const [fx, skew, cx, , fy, cy] = k.map((v) => v / k[8]);
   const Xu = X.map((p, i) => (usable[i] ? p : [0, 0, 0]));
-  const xu = x.map((p, i) => (usable[i] ? p : [0, 0]));
-  let kOk = K.flat().every(Number.isFinite);
-  let Kd = kOk ? K : eye(3);
-  const k22 = Kd[2][2] === 0 ? 1 : Kd[2][2];
-  Kd = Kd.map((row) => row.map((v) => v / k22));
-  const [fx, s, cx, fy, cy] = [Kd[0][0], Kd[0][1], Kd[0][2], Kd[1][1], Kd[1][2]];
-  kOk = kOk && Math.abs(fx) > 1e-12 && Math.abs(fy) > 1e-12 && Kd[1][0] === 0 && Kd[2][0] === 0 && Kd[2][1] === 0;
-  if (!kOk) return FALLBACK();
-  const xn = xu.map(([u, v]) => {
-    const vn = (v - cy) / fy;
-    return [(u - cx - s * vn) / fx, vn];
+  const xn = x.map(([u, v], i) => {
+    const vn = ((usable[i] ? v : 0) - cy) / fy;
+    return [((usable[i] ? u : 0) - cx - skew * vn) / fx, vn];
   });
-  const total = Math.max(weight.reduce((a, b) => a + b, 0), 1e-300);
-  const wn = weight.map((v) => v / total);
-  const c0 = [0, 1, 2].map((i) => Xu.reduce((acc, p, n) => acc + wn[n] * p[i], 0));
-  const cov = [0, 1, 2].map((i) => [0, 1, 2].map((j) => Xu.reduce((acc, p, n) => acc + wn[n] * (p[i] - c0[i]) * (p[j] - c0[j]), 0)));
-  const { values: lam, vectors: eig } = symmetricEigen(cov);
-  const flip = [0, 1, 2].map((k) => (eig[0][k] * SIGN_DIRECTION[0] + eig[1][k] * SIGN_DIRECTION[1] + eig[2][k] * SIGN_DIRECTION[2] < 0 ? -1 : 1));
-  const V = eig.map((row) => row.map((v, k) => v * flip[k])); // the Python's sign convention (epnp._SIGN_DIRECTION)
-  const ratio2 = MIN_SPREAD_RATIO ** 2;
-  let ok = lam[2] > 1e-20 && lam[0] > ratio2 * lam[2];
-  const m = [0, 1].map((i) => xn.reduce((acc, p, n) => acc + wn[n] * p[i], 0));
-  let a = 0, b = 0, c = 0;
-  xn.forEach((p, n) => {
-    const dx = p[0] - m[0], dy = p[1] - m[1];
-    a += wn[n] * dx * dx; b += wn[n] * dx * dy; c += wn[n] * dy * dy;
-  });
-  const halfGap = Math.sqrt(((a - c) / 2) ** 2 + b * b);
-  const lmax = (a + c) / 2 + halfGap, lmin = (a + c) / 2 - halfGap;
-  ok = ok && lmax > 1e-12 && lmin > ratio2 * lmax && usable.filter(Boolean).length >= minPoints;
-  if (!ok) return FALLBACK();
-  const { R, t } = epnpCore(Xu, xn, wn, c0, lam, V, gaussNewtonIters);
+  const { Mt, c0 } = moments(Xu, xn, usable.map((u, i) => (u ? weight[i] : 0)));
+  if (!spreadOk(Mt)) return FALLBACK();
+  const shared = candidates.length === 1 ? 0 : N === 4 ? EPNP_CONSTANTS.sharedStepsMinimal : EPNP_CONSTANTS.sharedSteps;
+  const { R, t } = poseFromMoments(Mt, c0, gaussNewtonIters, shared, candidates);
   if (!R.flat().every(Number.isFinite) || !t.every(Number.isFinite)) return FALLBACK();
   return { R, t, valid: true };
 }
@@ -612,15 +577,16 @@ export function randomSource(seed) {
 }
 
 /**
- * RANSAC around EPnP for one problem (hfl_lite.geometry.epnp.epnp_ransac, same rules): hypotheses
- * from `sampleSize` usable points drawn uniformly, `chunk` at a time, scored by the truncated squared
- * reprojection error (MSAC; points behind the camera are outliers); the search stops when an
- * outlier-free draw was found with probability `confidence` or after `iterations`; the best
- * hypothesis' inliers are refitted with their weights `refitRounds` times. opts: config.ransac
- * (iterations, threshold_px, confidence, sample_size, chunk, refit_rounds) plus min_inliers and
- * random (a function giving uniform numbers in [0, 1); default randomSource(0)). Each hypothesis takes
- * one number per point (its key) and uses the usable points with the smallest keys, in the order of
- * torch.rand(1, chunk, N) in the Python. Returns {R, t, inliers [N] bool, valid}.
+ * RANSAC around EPnP for one problem (hfl_lite.geometry.epnp.epnp_ransac, step for step): each
+ * hypothesis is EPnP on `sampleSize` usable points drawn uniformly, from the two-kernel-vector start
+ * with one Gauss-Newton step, `chunk` at a time; scored by the truncated squared reprojection error
+ * (MSAC; points behind the camera are outliers), the first best of a chunk kept when it beats the best
+ * so far; the search stops when an outlier-free draw was found with probability `confidence` or after
+ * `iterations`; the best hypothesis' inliers are refitted by epnp with their weights `refitRounds`
+ * times. opts: config.ransac (iterations, threshold_px, confidence, sample_size, chunk, refit_rounds)
+ * plus min_inliers and random (a function giving uniform numbers in [0, 1); default randomSource(0)).
+ * Each hypothesis takes one number per point (its key) and uses the usable points with the smallest
+ * keys, in the order of torch.rand(1, chunk, N) in the Python. Returns {R, t, inliers [N] bool, valid}.
  */
 export function epnpRansac(X, x, K, w, opts) {
   const { iterations, threshold_px: thresholdPx, confidence, sample_size: sampleSize, chunk,
@@ -628,19 +594,25 @@ export function epnpRansac(X, x, K, w, opts) {
   const N = X.length;
   const weight = w || new Array(N).fill(1);
   const kFinite = K.flat().every(Number.isFinite);
-  const usable = X.map((p, i) => p.every(Number.isFinite) && x[i].every(Number.isFinite)
-    && Number.isFinite(weight[i]) && weight[i] > 0 && kFinite);
+  const usable = X.map((p, i) => Number.isFinite(p[0] + p[1] + p[2] + x[i][0] + x[i][1] + weight[i])
+    && weight[i] > 0 && kFinite);
   const noInliers = new Array(N).fill(false);
   if (N < sampleSize) return { ...FALLBACK(), inliers: noInliers };
+  const Xu = X.map((p, i) => (usable[i] ? p : [0, 0, 0]));
+  const xu = x.map((p, i) => (usable[i] ? p : [0, 0]));
   const thr2 = thresholdPx ** 2;
   const nUsable = usable.filter(Boolean).length;
-  const sqErrors = (R, t) => X.map((p, i) => {
-    if (!usable[i]) return Infinity;
-    const Xc = matVec(R, p).map((v, k) => v + t[k]);
-    const [px] = projectPoints([Xc], K);
-    const e2 = (px[0] - x[i][0]) ** 2 + (px[1] - x[i][1]) ** 2;
-    return Xc[2] > 0 && Number.isFinite(e2) ? e2 : Infinity;
-  });
+  // squared pixel errors of every point under K [R | t] (epnp._sq_reprojection_errors): behind the
+  // camera or not finite -> Infinity
+  const sqErrors = (R, t) => {
+    const P = matMul(K, R.map((row, i) => [...row, t[i]]));
+    return Xu.map((p, i) => {
+      const [u, v, depth] = matVec(P, [...p, 1]);
+      const du = u - xu[i][0] * depth, dv = v - xu[i][1] * depth;
+      const e2 = (du * du + dv * dv) / (depth * depth);
+      return depth > 0 && Number.isFinite(e2) ? e2 : Infinity;
+    });
+  };
   let bestCost = Infinity;
   let bestInliers = noInliers;
   let active = nUsable >= sampleSize;
@@ -652,11 +624,11 @@ export function epnpRansac(X, x, K, w, opts) {
     for (let hyp = 0; hyp < H; hyp++) {
       const keys = X.map((_, i) => { const key = random(); return usable[i] ? key : 2; });
       const pick = keys.map((_, i) => i).sort((a, b) => keys[a] - keys[b] || a - b).slice(0, sampleSize);
-      const fit = epnp(pick.map((i) => X[i]), pick.map((i) => x[i]), K, null, { gaussNewtonIters: 5 });
-      if (!fit.valid) continue;
+      const fit = epnp(pick.map((i) => Xu[i]), pick.map((i) => xu[i]), K, null,
+        { gaussNewtonIters: 1, candidates: [2] });
       const e2 = sqErrors(fit.R, fit.t);
-      const cost = e2.reduce((acc, e, i) => acc + (usable[i] ? Math.min(e, thr2) : 0), 0);
-      if (cost < chunkCost) { chunkCost = cost; chunkErrors = e2; }
+      const cost = fit.valid ? e2.reduce((acc, e, i) => acc + Math.min(e, thr2) * (usable[i] ? 1 : 0), 0) : Infinity;
+      if (chunkErrors === null || cost < chunkCost) { chunkCost = cost; chunkErrors = e2; }
     }
     if (chunkCost < bestCost) {
       bestCost = chunkCost;
@@ -670,8 +642,8 @@ export function epnpRansac(X, x, K, w, opts) {
   let inliers = bestInliers;
   let fit = FALLBACK();
   for (let round = 0; round < Math.max(refitRounds, 1); round++) {
-    const wi = weight.map((v, i) => (inliers[i] ? v : 0));
-    fit = epnp(X, x, K, wi, { minPoints: Math.max(4, Math.min(minInliers, N)) });
+    fit = epnp(Xu, xu, K, weight.map((v, i) => (inliers[i] ? v : 0)),
+      { minPoints: Math.max(4, Math.min(minInliers, N)) });
     const e2 = sqErrors(fit.R, fit.t);
     inliers = e2.map((e, i) => e < thr2 && usable[i] && fit.valid);
   }
@@ -738,8 +710,11 @@ export async function predictImage(network, image, request, config, now = () => 
   const networked = now();
   const joints2d = rows(out.joints2d, 2), joints = rows(out.joints, 3), verts = rows(out.verts, 3);
   const handTrans = estimateHandTranslation(joints2d, joints, crop.K);
-  const pose = solvePoseFromVotes(out.obj_conf_logits, out.obj_offset, crop.objBox, request.ctrl3d, crop.K, config,
-    request.random || randomSource(0));
+  // predict_image hands the pose step the crop's K, the object box and the control points in float32 (the
+  // network's dtype), then solves in float64: the same values here
+  const float32 = (a) => a.map((v) => (Array.isArray(v) ? float32(v) : Math.fround(v)));
+  const pose = solvePoseFromVotes(out.obj_conf_logits, out.obj_offset, float32(crop.objBox), float32(request.ctrl3d),
+    float32(crop.K), config, request.random || randomSource(0));
   const done = now();
   const add = (points) => points.map((p) => p.map((v, i) => v + handTrans[i]));
   const result = {
