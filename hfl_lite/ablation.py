@@ -1,9 +1,15 @@
 """``python -m hfl_lite ablate``: the paper's ablations (Tables 5-8), trained with equal budgets.
 
-The committed table ``data_samples/ablation/results.csv`` (22 runs of 48 steps; 23 minutes
-measured on a 2-core CPU shared with other jobs, a single run takes 0.5-1.5 minutes)::
+The committed results in ``data_samples/ablation/`` (5 variants x 3 seeds, 150 steps of batch 8
+per run; 80 minutes on a 2-core CPU shared with other jobs) come from two rendered sets:
+``POOL``, the 12,000 training images of the shipped checkpoint's last stage, and ``HELDOUT``, the
+240-frame held-out set that ``hfl_lite.synth.heldout.heldout_root()`` renders and caches::
 
-    python -m hfl_lite ablate --save-weights single-none-none hfl-none-none
+    python -m hfl_lite synth --layout ho3d --out POOL --n-train 12000 --n-eval 0 --seed 11
+    python -m hfl_lite synth --layout ho3d --out HELDOUT --n-train 0 --n-eval 240 --seed 7
+    python -m hfl_lite ablate --root POOL --eval-root HELDOUT --steps 150 --seeds 0 1 2 \\
+        --variants single-none-none double-none-none hfl-none-none single-concat_sa-h2o \\
+        hfl-concat_sa-h2o --save-weights single-none-none hfl-none-none
 
 A smoke test (all variants, 2 steps each; 20 seconds to a minute, into a new temporary folder)::
 

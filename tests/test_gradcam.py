@@ -17,12 +17,27 @@ from hfl_lite.viz.gradcam import STREAMS, stream_layer
 KINDS = ("single", "hfl", "double")
 
 
+def _default_init_heads(model: HFLNet) -> HFLNet:
+    """PyTorch's default initialisation for the convolutions and linear layers of the heads.
+
+    The reference initialisation (convolutions N(0, 0.001), linear layers N(0, 0.01)) makes the
+    targets' gradients of a fresh network so small that pytorch-grad-cam's scaling of each map
+    (divided by its maximum + 1e-7) flattens it to nearly zero; a trained network has no such
+    problem. These tests check the maps' machinery, so they use heads of the usual scale.
+    """
+    for head in (model.hand_interaction, model.object_interaction, model.hand_decoder, model.object_decoder):
+        for module in head.modules():
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+                module.reset_parameters()
+    return model
+
+
 @pytest.fixture(scope="module")
 def models() -> dict[str, HFLNet]:
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the stand-in hand warning
-        return {kind: HFLNet("cpu", backbone=kind) for kind in KINDS}
+        return {kind: _default_init_heads(HFLNet("cpu", backbone=kind)) for kind in KINDS}
 
 
 @pytest.fixture(scope="module")
