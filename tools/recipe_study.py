@@ -29,16 +29,13 @@ import argparse
 import csv
 import json
 import os
-import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
 
-from hfl_lite.synth.heldout import heldout_command
+from synthetic_checkpoint import _render, _render_heldout, _run  # tools/synthetic_checkpoint.py
 
-ROOT = Path(__file__).resolve().parents[1]
 POOL_SEED = 11
 PAPER = ["joints2d=100", "mano_pose=10", "obj_offset=500"]  # the paper's values of the terms varied here
 RECIPE = ["joints2d=1e3", "mano_pose=1e3", "obj_offset=5e3"]
@@ -75,33 +72,6 @@ TINY = {"pool_images": 8, "fixed_images": 4, "heldout": 4}
 TINY_BUDGET = {"steps": 2, "batch": 2, "lr": "1e-3", "lr_step_steps": 1}
 METRICS = ("finger_angle_deg", "articulation_mpjpe_mm", "pa_mpjpe_mm", "mpjpe_mm", "root_error_median_mm",
            "rep_median_px", "add_median_mm", "add_01d_mean_objects_pct")
-
-
-def _run(args: list[str], threads: int | None = None) -> None:
-    command = [sys.executable, "-m", "hfl_lite", *args]
-    print("$ python -m hfl_lite " + shlex.join(args), flush=True)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    if threads:  # torch reads it at start-up
-        env["OMP_NUM_THREADS"] = str(threads)
-    done = subprocess.run(command, cwd=ROOT, env=env)
-    if done.returncode != 0:
-        raise SystemExit(f"recipe_study: `python -m hfl_lite {args[0]}` failed (exit {done.returncode}); "
-                         "fix the cause and run this again to go on from there")
-
-
-def _render(folder: Path, n_train: int, n_eval: int, seed: int, workers: int) -> None:
-    if (folder / "train.txt").is_file():
-        print(f"# {folder} is rendered already", flush=True)
-        return
-    _run(["synth", "--layout", "ho3d", "--out", str(folder), "--n-train", str(n_train), "--n-eval", str(n_eval),
-          "--seed", str(seed), "--workers", str(workers), "--no-progress", "--overwrite"])
-
-
-def _render_heldout(folder: Path, frames: int, workers: int) -> None:
-    if (folder / "evaluation.txt").is_file():
-        print(f"# {folder} is rendered already", flush=True)
-        return
-    _run([*heldout_command(folder, frames), "--workers", str(workers), "--no-progress", "--overwrite"])
 
 
 def _fixed_subset(pool: Path, folder: Path, images: int) -> None:
@@ -173,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     pool, fixed, heldout = out / "data_pool", out / "data_fixed", out / "heldout"
     _render_heldout(heldout, sizes["heldout"], args.workers)
-    _render(pool, sizes["pool_images"], 0, POOL_SEED, args.workers)
+    _render(pool, sizes["pool_images"], POOL_SEED, args.workers)
     _fixed_subset(pool, fixed, sizes["fixed_images"])
 
     rows, baseline = [], None

@@ -75,13 +75,16 @@ TINY_HELDOUT = 4  # frames of the held-out set with --tiny (hfl_lite.synth.heldo
 COMMON = ["--dataset", "ho3d", "--preset", "cpu", "--seed", "0", "--no-progress"]
 
 
-def _run(args: list[str]) -> None:
+def _run(args: list[str], threads: int | None = None) -> None:
+    """``python -m hfl_lite ARGS`` in the repository, printed first; ``threads``: its torch threads."""
     command = [sys.executable, "-m", "hfl_lite", *args]
     print("$ python -m hfl_lite " + shlex.join(args), flush=True)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    if threads:  # torch reads it at start-up
+        env["OMP_NUM_THREADS"] = str(threads)
     done = subprocess.run(command, cwd=ROOT, env=env)
     if done.returncode != 0:
-        raise SystemExit(f"synthetic_checkpoint: `python -m hfl_lite {args[0]}` failed (exit {done.returncode}); "
+        raise SystemExit(f"{Path(sys.argv[0]).name}: `python -m hfl_lite {args[0]}` failed (exit {done.returncode}); "
                          "fix the cause and run this again to go on from there")
 
 
@@ -91,6 +94,13 @@ def _render(folder: Path, images: int, seed: int, workers: int) -> None:
         return
     _run(["synth", "--layout", "ho3d", "--out", str(folder), "--n-train", str(images), "--n-eval", "0",
           "--seed", str(seed), "--workers", str(workers), "--no-progress", "--overwrite"])
+
+
+def _render_heldout(folder: Path, frames: int, workers: int) -> None:
+    if (folder / "evaluation.txt").is_file():
+        print(f"# {folder} is rendered already", flush=True)
+        return
+    _run([*heldout_command(folder, frames), "--workers", str(workers), "--no-progress", "--overwrite"])
 
 
 def _train(run: Path, data: Path, export: Path, options: list[str], heldout: Path, init_from: Path | None = None,
@@ -152,10 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     heldout = out / "heldout"
-    if (heldout / "evaluation.txt").is_file():
-        print(f"# {heldout} is rendered already", flush=True)
-    else:
-        _run([*heldout_command(heldout, heldout_frames), "--workers", str(args.workers), "--no-progress"])
+    _render_heldout(heldout, heldout_frames, args.workers)
     stages = list(recipe)[-1:] if args.warm_start else list(recipe)
     for stage in stages:
         _render(out / f"data_{stage}", recipe[stage].images, recipe[stage].seed, args.workers)
