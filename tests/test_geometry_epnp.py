@@ -1,4 +1,5 @@
 """EPnP and RANSAC EPnP against the truth and against OpenCV's solvePnP."""
+import importlib
 import warnings
 
 import cv2
@@ -405,6 +406,30 @@ def test_compiled_ransac_equals_eager(fresh_fallback_state):
     assert torch.equal(v_c, v_e) and torch.equal(inl_c, inl_e) and v_c.all()
     torch.testing.assert_close(R_c, R_e, rtol=0, atol=1e-9)
     torch.testing.assert_close(t_c, t_e, rtol=0, atol=1e-9)
+
+
+def test_written_out_cholesky_solves_match_lapack(monkeypatch):
+    """The compiled solver's element-by-element Cholesky factorisation, triangular solves and
+    SPD solves (``torch.compiler.is_compiling()`` True) against LAPACK (False), on stacks of
+    random symmetric positive definite systems of every size the solver uses, batch last."""
+    epnp_module = importlib.import_module("hfl_lite.geometry.epnp")
+    g = torch.Generator().manual_seed(5)
+    cases = []
+    for n, m in ((3, 3), (4, 4), (4, 1), (6, 1), (7, 1)):
+        F = torch.randn(2, 37, n, n + 2, generator=g, dtype=torch.float64)
+        A = (F @ F.mT + 0.1 * torch.eye(n, dtype=torch.float64)).permute(0, 2, 3, 1).contiguous()  # [2, n, n, 37]
+        b = torch.randn(2, n, m, 37, generator=g, dtype=torch.float64)
+        L = epnp_module._cholesky(A)
+        cases.append((A, b, L, epnp_module._solve(A, b), epnp_module._lower_inverse_apply(L, b)))
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    for A, b, L, x, y in cases:
+        torch.testing.assert_close(epnp_module._cholesky(A), L, rtol=0, atol=1e-12)
+        torch.testing.assert_close(epnp_module._solve(A, b), x, rtol=1e-9, atol=1e-10)
+        torch.testing.assert_close(epnp_module._lower_inverse_apply(L, b), y, rtol=1e-9, atol=1e-10)
+    # the reference itself: L L^T is A and A x is b
+    A, b, L, x, _ = cases[-1]
+    torch.testing.assert_close(torch.einsum("...ikb,...jkb->...ijb", L, L), A, rtol=0, atol=1e-10)
+    torch.testing.assert_close(torch.einsum("...ikb,...kjb->...ijb", A, x), b, rtol=0, atol=1e-9)
 
 
 def test_a_failed_compilation_falls_back_to_eager_with_one_warning(fresh_fallback_state, monkeypatch):

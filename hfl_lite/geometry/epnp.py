@@ -46,6 +46,10 @@ solver has no data-dependent branch and never copies a value to the host, so a G
 replay it as one CUDA graph (``epnp(..., cuda_graph=True)``, :mod:`hfl_lite.geometry.graphs`),
 and ``torch.compile`` can fuse its operations into a few loops of generated code
 (``epnp(..., compiled=True)``, :mod:`hfl_lite.geometry.compiled`), compiled once per process.
+Compiled, the small symmetric positive definite systems are solved by Cholesky factorisations
+written out element by element instead of LAPACK calls, so that nothing interrupts the
+generated loops; :func:`epnp_ransac` then compiles each chunk of its search whole (drawing,
+fitting and scoring the hypotheses).
 
 All the arithmetic runs in float64 (the results come back in the input dtype).
 Correspondences with a zero weight or a non-finite value are ignored. A sample that cannot be
@@ -228,9 +232,80 @@ def _mm(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
 
 
 def _solve(A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``A^-1 b`` for stacks stored batch last (``A [..., n, n, B]``, ``b [..., n, m, B]``), by
-    one batched LAPACK solve (without the error check, so without host synchronisation)."""
-    return torch.linalg.solve_ex(A.movedim(-1, 0), b.movedim(-1, 0))[0].movedim(0, -1)
+    """``A^-1 b`` for stacks stored batch last (``A [..., n, n, B]`` symmetric positive definite,
+    as every system of the solver is, ``b [..., n, m, B]``). Eagerly one batched LAPACK solve
+    (without the error check, so without host synchronisation); under ``torch.compile`` the
+    Cholesky factorisation and substitutions written out element by element, which TorchInductor
+    fuses into the surrounding loops (a LAPACK call there costs a call per matrix and splits the
+    generated code)."""
+    if not torch.compiler.is_compiling():
+        return torch.linalg.solve_ex(A.movedim(-1, 0), b.movedim(-1, 0))[0].movedim(0, -1)
+    L, inv_diag = _cholesky_rows(A)
+    y = _lower_solve_rows(L, inv_diag, list(b.unbind(-3)))
+    n = len(y)
+    x = [None] * n
+    for i in reversed(range(n)):  # back substitution with L^T
+        acc = y[i]
+        for k in range(i + 1, n):
+            acc = acc - L[k][i].unsqueeze(-2) * x[k]
+        x[i] = acc * inv_diag[i].unsqueeze(-2)
+    return torch.stack(x, -3)
+
+
+def _cholesky(A: torch.Tensor) -> torch.Tensor:
+    """Lower Cholesky factor ``L [..., n, n, B]`` of symmetric positive definite ``A [..., n, n,
+    B]`` (batch last): eagerly by LAPACK, under ``torch.compile`` written out (see :func:`_solve`)."""
+    if not torch.compiler.is_compiling():
+        return torch.linalg.cholesky_ex(A.movedim(-1, 0))[0].movedim(0, -1)
+    L, _ = _cholesky_rows(A)
+    zero = torch.zeros_like(L[0][0])
+    return torch.stack([torch.stack([L[i][j] if j <= i else zero for j in range(len(L))], -2)
+                        for i in range(len(L))], -3)
+
+
+def _lower_inverse_apply(L: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``L^-1 b`` for lower triangular ``L [..., n, n, B]`` and ``b [..., n, m, B]`` (batch last):
+    eagerly by LAPACK, under ``torch.compile`` by forward substitution written out."""
+    if not torch.compiler.is_compiling():
+        return torch.linalg.solve_triangular(L.movedim(-1, 0), b.movedim(-1, 0), upper=False).movedim(0, -1)
+    n = L.shape[-3]
+    rows = [[L[..., i, j, :] for j in range(i + 1)] for i in range(n)]
+    return torch.stack(_lower_solve_rows(rows, [1 / rows[i][i] for i in range(n)], list(b.unbind(-3))), -3)
+
+
+def _cholesky_rows(A: torch.Tensor) -> tuple[list[list[torch.Tensor]], list[torch.Tensor]]:
+    """The Cholesky factor of ``A [..., n, n, B]`` as rows of ``[..., B]`` tensors (``L[i][j]``,
+    ``j <= i``) and the reciprocals of its diagonal, element by element (small ``n``)."""
+    n = A.shape[-3]
+    L: list[list[torch.Tensor]] = [[] for _ in range(n)]
+    inv_diag = []
+    for j in range(n):
+        pivot = A[..., j, j, :]
+        for k in range(j):
+            pivot = pivot - L[j][k] * L[j][k]
+        # a pivot that rounding made non-positive: LAPACK would stop there (cholesky_ex's info)
+        diag = pivot.clamp_min(torch.finfo(A.dtype).tiny).sqrt()
+        L[j].append(diag)
+        inv_diag.append(1 / diag)
+        for i in range(j + 1, n):
+            acc = A[..., i, j, :]
+            for k in range(j):
+                acc = acc - L[i][k] * L[j][k]
+            L[i].append(acc * inv_diag[j])
+    return L, inv_diag
+
+
+def _lower_solve_rows(L: list[list[torch.Tensor]], inv_diag: list[torch.Tensor],
+                      b: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Forward substitution ``L y = b`` with ``L`` as rows of ``[..., B]`` tensors and ``b`` as
+    rows of ``[..., m, B]`` tensors."""
+    y = []
+    for i in range(len(b)):
+        acc = b[i]
+        for k in range(i):
+            acc = acc - L[i][k].unsqueeze(-2) * y[k]
+        y.append(acc * inv_diag[i].unsqueeze(-2))
+    return y
 
 
 def _kernel_basis(S: torch.Tensor, Q_scale: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
@@ -242,8 +317,8 @@ def _kernel_basis(S: torch.Tensor, Q_scale: torch.Tensor, P: torch.Tensor) -> to
     ``Y L^-T``), which keeps the order of the columns. ``P [4, 4, 1]``."""
     sigma = 1e-6 * (S[0, 0] + S[1, 1] + S[2, 2] + S[3, 3]) + 1e-12 * Q_scale
     Y = _solve(torch.addcmul(S, sigma, P), P.expand_as(S))
-    L = torch.linalg.cholesky_ex(_mm(Y.transpose(0, 1), _mm(P, Y)).movedim(-1, 0))[0]
-    return torch.linalg.solve_triangular(L, Y.movedim(-1, 0).mT, upper=False).mT.movedim(0, -1)
+    L = _cholesky(_mm(Y.transpose(0, 1), _mm(P, Y)))
+    return _lower_inverse_apply(L, Y.transpose(0, 1)).transpose(0, 1)
 
 
 def _initial_betas(G: torch.Tensor, rho: torch.Tensor, c: dict, candidates: tuple[int, ...]) -> torch.Tensor:
@@ -260,8 +335,7 @@ def _initial_betas(G: torch.Tensor, rho: torch.Tensor, c: dict, candidates: tupl
 
     # coefficients of b11, b12, b13, b14, b22, b23, b33 in the six equations, then rho
     Z = torch.cat([G.view(6, 16, -1).index_select(1, c["products"]) * c["product_scale"], rho.unsqueeze(1)], 1)
-    Z = Z.movedim(-1, 0)
-    gram = Z.mT @ Z  # [B, 8, 8]: the normal equations of every system
+    gram = (Z.unsqueeze(2) * Z.unsqueeze(1)).sum(0)  # [8, 8, B]: the normal equations of every system
     z = torch.zeros_like(rho[0])
     betas = []
     for n in candidates:
@@ -270,9 +344,9 @@ def _initial_betas(G: torch.Tensor, rho: torch.Tensor, c: dict, candidates: tupl
             betas.append(torch.stack([(rho * dv2).clamp_min(0).sqrt().sum(0) / dv2.sum(0).clamp_min(1e-300), z, z, z]))
             continue
         idx = _SYSTEMS[n - 2]
-        AtA = gram[:, idx][:, :, idx]
-        AtA.diagonal(0, -2, -1).mul_(1 + 1e-10)  # light damping
-        b = torch.linalg.solve_ex(AtA, gram[:, idx, 7:])[0].squeeze(-1).T
+        AtA = gram[idx, :][:, idx]
+        AtA.diagonal(0, 0, 1).mul_(1 + 1e-10)  # light damping
+        b = _solve(AtA, gram[idx, 7:]).squeeze(1)
         if n == 2:
             betas.append(torch.stack([root(b[0]), root(b[2]).copysign(b[1]), z, z]))
         elif n == 3:
@@ -379,9 +453,8 @@ def _pose(Mt: torch.Tensor, c0: torch.Tensor, gn_iters: int, shared_iters: int,
     B = Mt.shape[-1]
     # control points c_0 + L e_k, L the Cholesky factor of the covariance: in the whitened
     # coordinates a = L^-1 (x - c_0) the weighted second moment is the identity
-    L = torch.linalg.cholesky_ex(Mt[0, 4:13].view(3, 3, B).movedim(-1, 0))[0]
-    L_inv = torch.linalg.solve_triangular(L, c["eye3"].expand(B, 3, 3), upper=False)
-    L, L_inv = L.movedim(0, -1), L_inv.movedim(0, -1)
+    L = _cholesky(Mt[0, 4:13].view(3, 3, B))
+    L_inv = _lower_inverse_apply(L, c["eye3"].unsqueeze(-1).expand(3, 3, B))
     # moments of h = (1, a) for f = u, v, u^2 + v^2
     m1 = _mm(L_inv, Mt[1:, 1:4].unsqueeze(2))  # [3 f, 3, 1, B]
     m2 = _mm(_mm(L_inv, Mt[1:, 4:13].view(3, 3, 3, B)), L_inv.transpose(0, 1))
@@ -583,6 +656,43 @@ def _epnp(points_3d, points_2d, K, weights, min_points, gauss_newton_iters, refi
     return R.permute(2, 0, 1).contiguous(), t.T.contiguous(), ok
 
 
+# dimensions of _hypotheses' tensors that change from call to call: samples still searching,
+# hypotheses in the chunk (the last chunk can be shorter), correspondences
+_HYPOTHESES_DYNAMIC = ((0, 1, 2), (0, 1), (0, 1), (0,), (0, 1), (0, 1))
+
+
+def _hypotheses(keys: torch.Tensor, X: torch.Tensor, x: torch.Tensor, K: torch.Tensor, usable: torch.Tensor,
+                Xh: torch.Tensor, thr2: float, sample_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One chunk of the RANSAC search for ``A`` samples, ``H`` hypotheses each, with no
+    data-dependent branch (``torch.compile`` fuses it whole).
+
+    ``keys [A, H, N]`` uniform random numbers: each hypothesis' minimal set is the
+    ``sample_size`` usable points with the smallest keys (taken one by one, in increasing key
+    order). ``X [A, N, 3]``, ``x [A, N, 2]``, ``K [A, 3, 3]``, ``usable [A, N]`` bool, ``Xh [A, N, 4]``
+    the homogeneous ``X``; ``thr2`` the squared inlier threshold (px^2). Each set is fitted by
+    EPnP from the two-kernel-vector start with one Gauss-Newton step and scored by the
+    truncated squared reprojection error over all usable points (MSAC; an invalid fit costs
+    ``inf``). Returns the best hypothesis' cost ``[A]`` and its inliers ``[A, N]`` bool."""
+    A, H, N = keys.shape
+    keys = torch.where(usable.unsqueeze(1), keys, torch.full_like(keys, 2.0))
+    taken = torch.full_like(keys[..., :1], 3.0)
+    picks = []
+    for _ in range(sample_size):
+        pick = keys.argmin(-1, keepdim=True)  # [A, H, 1]
+        picks.append(pick)
+        keys = keys.scatter(-1, pick, taken)
+    pick = torch.cat(picks, -1).reshape(A, H * sample_size, 1)
+    R, t, valid = _epnp(X.gather(1, pick.expand(-1, -1, 3)).view(A * H, sample_size, 3),
+                        x.gather(1, pick.expand(-1, -1, 2)).view(A * H, sample_size, 2),
+                        K.unsqueeze(1).expand(A, H, 3, 3).reshape(A * H, 3, 3), None, 4, 1, 0, candidates=(2,))
+    e2 = _sq_reprojection_errors(Xh, x, K, R.view(A, H, 3, 3), t.view(A, H, 3))  # [A, N, H]
+    cost = (e2.clamp_max(thr2) * usable.unsqueeze(-1)).sum(1)
+    cost = torch.where(valid.view(A, H), cost, torch.full_like(cost, float("inf")))
+    best_cost, best = cost.min(-1)
+    inliers = (e2.gather(2, best.view(A, 1, 1).expand(A, N, 1)).squeeze(2) < thr2) & usable
+    return best_cost, inliers
+
+
 def _sq_reprojection_errors(Xh: torch.Tensor, x: torch.Tensor, K: torch.Tensor, R: torch.Tensor,
                             t: torch.Tensor) -> torch.Tensor:
     """Squared pixel reprojection errors ``[B, N, H]`` of ``H`` poses per sample at once:
@@ -625,9 +735,9 @@ def epnp_ransac(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tenso
         points_3d ``[B, N, 3]`` (metres), points_2d ``[B, N, 2]`` (pixels), K ``[B, 3, 3]``,
         weights ``[B, N]`` as in :func:`epnp` (used in the refits).
         generator: random generator on the inputs' device (default: torch's global one).
-        compiled: run every EPnP fit compiled, as :func:`epnp` does (two compilations: the
-            hypotheses' solver, and the refits', which is :func:`epnp`'s); the rest of the
-            search stays eager.
+        compiled: run through ``torch.compile`` each chunk of the search (drawing the minimal
+            sets, fitting and scoring them: :func:`_hypotheses`) and the refits (:func:`epnp`'s
+            compiled solver): two compilations; the loop around them stays eager.
 
     Returns:
         ``(R [B, 3, 3], t [B, 3], inliers [B, N] bool, valid [B] bool)``. ``valid`` needs a
@@ -646,14 +756,14 @@ def epnp_ransac(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tenso
     with cpu_threads(_threads_for(points_3d.device, B * N)):
         R, t, inliers, valid = _ransac(points_3d, points_2d, K, weights, iterations, float(threshold_px) ** 2,
                                        min_inliers, confidence, sample_size, chunk, refit_rounds, refine_iters, generator,
-                                       _solver(compiled))
+                                       compiled)
     return R.to(points_3d.dtype), t.to(points_3d.dtype), inliers, valid
 
 
 def _ransac(points_3d, points_2d, K, weights, iterations, thr2, min_inliers, confidence, sample_size, chunk,
-            refit_rounds, refine_iters, generator, solve):
-    """:func:`epnp_ransac` after the argument checks, in the work dtype; ``solve`` is
-    :func:`_epnp` or its compiled form."""
+            refit_rounds, refine_iters, generator, compiled):
+    """:func:`epnp_ransac` after the argument checks, in the work dtype; ``compiled``: the
+    hypotheses (:func:`_hypotheses`) and the refits run through ``torch.compile``."""
     B, N = points_3d.shape[:2]
     device = points_3d.device
     wd = _work_dtype(device)
@@ -679,19 +789,10 @@ def _ransac(points_3d, points_2d, K, weights, iterations, thr2, min_inliers, con
     while done < iterations and bool(active.any()):
         ids = active.nonzero().squeeze(1)
         A, H = ids.numel(), min(chunk, iterations - done)
-        # minimal sets: the sample_size usable points with the smallest random keys
         keys = torch.rand(A, H, N, generator=generator, device=device)
-        keys = torch.where(usable[ids].unsqueeze(1), keys, torch.full_like(keys, 2.0))
-        pick = keys.topk(sample_size, dim=-1, largest=False).indices.reshape(A, H * sample_size, 1)
-        Xa, xa, Ka, use = X[ids], x[ids], Kd[ids], usable[ids]
-        Rh, th, vh = solve(Xa.gather(1, pick.expand(-1, -1, 3)).view(A * H, sample_size, 3),
-                           xa.gather(1, pick.expand(-1, -1, 2)).view(A * H, sample_size, 2),
-                           Ka.unsqueeze(1).expand(A, H, 3, 3).reshape(A * H, 3, 3), None, 4, 1, 0, candidates=(2,))
-        e2 = _sq_reprojection_errors(Xh[ids], xa, Ka, Rh.view(A, H, 3, 3), th.view(A, H, 3))  # [A, N, H]
-        cost = (e2.clamp_max(thr2) * use.unsqueeze(-1)).sum(1)
-        cost = torch.where(vh.view(A, H), cost, torch.full_like(cost, float("inf")))
-        chunk_cost, chunk_best = cost.min(-1)
-        chunk_inliers = (e2.gather(2, chunk_best.view(A, 1, 1).expand(A, N, 1)).squeeze(2) < thr2) & use
+        hypothesis_args = (keys, X[ids], x[ids], Kd[ids], usable[ids], Xh[ids])
+        chunk_cost, chunk_inliers = call_compiled(_hypotheses, hypothesis_args, _HYPOTHESES_DYNAMIC, thr2, sample_size) \
+            if compiled else _hypotheses(*hypothesis_args, thr2, sample_size)
         better = chunk_cost < best_cost[ids]
         best_cost = best_cost.index_put((ids,), torch.where(better, chunk_cost, best_cost[ids]))
         best_inliers = best_inliers.index_put((ids,), torch.where(better.unsqueeze(-1), chunk_inliers, best_inliers[ids]))
@@ -705,8 +806,8 @@ def _ransac(points_3d, points_2d, K, weights, iterations, thr2, min_inliers, con
     valid = torch.zeros(B, dtype=torch.bool, device=device)
     R, t = R_fb, t_fb
     for _ in range(max(refit_rounds, 1)):
-        R, t, valid = solve(X, x, Kd, torch.where(inliers, w, torch.zeros_like(w)), max(4, min(min_inliers, N)),
-                            _GAUSS_NEWTON_ITERS, refine_iters)
+        R, t, valid = _solver(compiled)(X, x, Kd, torch.where(inliers, w, torch.zeros_like(w)),
+                                        max(4, min(min_inliers, N)), _GAUSS_NEWTON_ITERS, refine_iters)
         e2 = _sq_reprojection_errors(Xh, x, Kd, R.unsqueeze(1), t.unsqueeze(1)).squeeze(-1)
         inliers = (e2 < thr2) & usable & valid.unsqueeze(-1)
     valid = valid & (inliers.sum(-1) >= min_inliers)
