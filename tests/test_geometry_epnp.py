@@ -327,7 +327,7 @@ def test_ransac_repeats_for_a_seed_whatever_the_thread_count():
 
 # The compiled solver (epnp(..., compiled=True)) against the eager one, problem by problem (the
 # eager one is compared with OpenCV and the truth above), and its fallback. The first of these
-# tests in a process compiles: a minute or two on a small CPU without TorchInductor's on-disk
+# tests in a process compiles: two or three minutes on a small CPU without TorchInductor's on-disk
 # cache, seconds with it.
 @pytest.fixture
 def fresh_fallback_state(monkeypatch):

@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                              "CPU run; 0 skips that pass)")
     parser.add_argument("--no-compile", action="store_true",
                         help="time the EPnP and voting solvers eagerly only, not also through torch.compile "
-                             "(whose first call compiles: a minute or two on a small CPU; a tiny run never compiles)")
+                             "(whose first call compiles: two or three minutes on a small CPU; a tiny run never compiles)")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per figure (median reported)")
     parser.add_argument("--batches", type=_batches, default=None, help="inference batch sizes, e.g. 1,32")
     parser.add_argument("--book-root", default=None,

@@ -45,7 +45,7 @@ def make_settings(tiny: bool = False, device: str | torch.device | None = None, 
     ``load_processes`` the busy processes of the EPnP section's pass under load (default: one
     per CPU, as many as the machine has cores, on a CPU run; 0 on a GPU); ``compiled`` whether
     the EPnP and voting sections also time the compiled solver (default: on a full run, whose
-    first call then compiles it, a minute or two on a small CPU; off on a tiny one)."""
+    first call then compiles it, two or three minutes on a small CPU; off on a tiny one)."""
     from hfl_lite.presets import get_preset, pick_device
 
     dev = torch.device(device) if device is not None else pick_device()

@@ -3,7 +3,7 @@
 A batched solver such as :func:`hfl_lite.geometry.epnp` is a few thousand small tensor
 operations; on a CPU each costs microseconds of dispatch however little arithmetic it does.
 ``torch.compile`` (TorchInductor) fuses them into a few loops of generated C++, compiled once
-per process (a minute or two on a busy 2-core CPU; TorchInductor keeps the result in its
+per process (two or three minutes on a 2-core CPU; TorchInductor keeps the result in its
 on-disk cache, from which a later process loads it in seconds). The function must have no data-dependent Python
 branch and no copy to the host (the solver is written that way). It is compiled with dynamic
 sizes where the caller says so (the batch, the number of points): one compilation serves them
