@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.spatial.transform import Rotation
+from torch._dynamo.utils import counters
 
 from hfl_lite.geometry import compiled as compiled_module
 from hfl_lite.geometry import epnp, epnp_ransac
@@ -400,8 +401,12 @@ def test_compiled_ransac_equals_eager(fresh_fallback_state):
     tensors = [torch.from_numpy(a) for a in (X, x, K)]
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
+        epnp(*tensors, compiled=True)
+        graphs = counters["stats"]["unique_graphs"]
         R_c, t_c, inl_c, v_c = epnp_ransac(*tensors, generator=torch.Generator().manual_seed(3), compiled=True)
     assert compiled_module._failure is None
+    # at most one new compiled graph, the search's chunk: the refits (min_points 6) reuse epnp's
+    assert counters["stats"]["unique_graphs"] - graphs <= 1
     R_e, t_e, inl_e, v_e = epnp_ransac(*tensors, generator=torch.Generator().manual_seed(3))
     assert torch.equal(v_c, v_e) and torch.equal(inl_c, inl_e) and v_c.all()
     torch.testing.assert_close(R_c, R_e, rtol=0, atol=1e-9)

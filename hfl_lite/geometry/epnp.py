@@ -600,20 +600,24 @@ def _solver(compiled: bool):
     return _epnp_compiled if compiled else _epnp
 
 
-def _epnp_compiled(points_3d, points_2d, K, weights, *args, **kwargs):
+def _epnp_compiled(points_3d, points_2d, K, weights, min_points, *args, **kwargs):
     """:func:`_epnp` through ``torch.compile`` (:func:`call_compiled`), with the inputs in the
-    work dtype (its first step) and always with weights (unit ones for None, as :func:`_epnp`
-    uses): calls with either input dtype, with and without weights, share one compilation."""
+    work dtype (its first step), always with weights (unit ones for None, as :func:`_epnp`
+    uses) and with ``min_points`` as a per-sample tensor (an integer would be compiled in as a
+    constant): calls with either input dtype, with and without weights, and with any
+    ``min_points`` (RANSAC's refits use 6, ``epnp`` 4 by default) share one compilation."""
     wd = _work_dtype(points_3d.device)
     if weights is None:
         weights = torch.ones(points_3d.shape[:2], dtype=wd, device=points_3d.device)
     tensors = tuple(a.to(wd) for a in (points_3d, points_2d, K, weights))
-    return call_compiled(_epnp, tensors, ((0, 1), (0, 1), (0,), (0, 1)), *args, **kwargs)
+    needed = torch.full(points_3d.shape[:1], min_points, dtype=torch.long, device=points_3d.device)
+    return call_compiled(_epnp, (*tensors, needed), ((0, 1), (0, 1), (0,), (0, 1), (0,)), *args, **kwargs)
 
 
 def _epnp(points_3d, points_2d, K, weights, min_points, gauss_newton_iters, refine_iters, candidates=(1, 2, 3, 4)):
     """:func:`epnp` after the argument checks: ``(R [B, 3, 3], t [B, 3], valid [B])`` in the
-    work dtype, with no data-dependent branch (a CUDA graph can hold it). ``candidates``: the
+    work dtype, with no data-dependent branch (a CUDA graph can hold it). ``min_points``: an
+    integer, or a ``[B]`` integer tensor (one minimum per sample). ``candidates``: the
     numbers of kernel vectors whose starting points are compared (see :func:`_pose`).
     The per-point data are stored coordinates first (``[6, B, N]``), so that every test and
     sum runs over whole rows rather than over the last few values of each point."""
@@ -737,7 +741,8 @@ def epnp_ransac(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tenso
         generator: random generator on the inputs' device (default: torch's global one).
         compiled: run through ``torch.compile`` each chunk of the search (drawing the minimal
             sets, fitting and scoring them: :func:`_hypotheses`) and the refits (:func:`epnp`'s
-            compiled solver): two compilations; the loop around them stays eager.
+            compiled solver, shared with ``epnp(..., compiled=True)``): two compilations; the
+            loop around them stays eager.
 
     Returns:
         ``(R [B, 3, 3], t [B, 3], inliers [B, N] bool, valid [B] bool)``. ``valid`` needs a
