@@ -8,10 +8,10 @@ camera coordinates of the control points:
 1. Control points: the weighted centroid ``c_0`` and ``c_k = c_0 + L e_k``, with ``L`` the
    Cholesky factor of the points' weighted covariance. In the whitened coordinates
    ``a_i = L^-1 (X_i - c_0)`` a camera point is ``c_0 + sum_k a_ik (c_k - c_0)``.
-2. The data enter only through weighted moments: one batched matrix product gives the sums
-   of ``w_i f_i p_i`` for ``f = (1, u, v, u^2 + v^2)`` (normalised image coordinates) and the
-   products ``p`` of the centred point coordinates; whitening is then a 3 x 3 congruence per
-   problem, and nothing after this step grows with N.
+2. The data enter only through weighted moments: the sums over the points of ``w_i f_i p_i``
+   for ``f = (1, u, v, u^2 + v^2)`` (normalised image coordinates) and the products ``p`` of
+   the centred point coordinates (one batched matrix product); whitening is then a 3 x 3
+   congruence per problem, and nothing after this step grows with N.
 3. Each correspondence gives two linear equations in the 12 unknowns (``M x = 0``). For given
    depth coordinates the best x and y coordinates follow linearly, which leaves a
    4-dimensional subspace holding the null space of ``M`` and the 4 x 4 matrix ``S`` of the
@@ -48,8 +48,12 @@ and ``torch.compile`` can fuse its operations into a few loops of generated code
 (``epnp(..., compiled=True)``, :mod:`hfl_lite.geometry.compiled`), compiled once per process.
 Compiled, the small symmetric positive definite systems are solved by Cholesky factorisations
 written out element by element instead of LAPACK calls, so that nothing interrupts the
-generated loops; :func:`epnp_ransac` then compiles each chunk of its search whole (drawing,
-fitting and scoring the hypotheses).
+generated loops, the per-point data lie points first and batch last, so that the moments are
+sums over the points in loops that run over the batch in vectors (no matrix product), and
+:func:`epnp_ransac` compiles each chunk of its search whole (drawing, fitting and scoring the
+hypotheses). The generated code allocates its buffers on every call: see
+:mod:`hfl_lite.geometry.compiled` for the allocator setting that keeps them from being faulted
+in afresh each time.
 
 All the arithmetic runs in float64 (the results come back in the input dtype).
 Correspondences with a zero weight or a non-finite value are ignored. A sample that cannot be
@@ -182,26 +186,33 @@ def _constants(dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tens
 def _dummy_moments(N: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Moments (see :func:`_moments`) of :func:`_dummy_problem` with unit weights."""
     X, xn = _dummy_problem(N, dtype, device)
-    return _moments(X.T.unsqueeze(1), xn.T.unsqueeze(1), torch.ones(1, N, dtype=dtype, device=device))
+    return _moments(X.T.unsqueeze(-1), xn.T.unsqueeze(-1), torch.ones(N, 1, dtype=dtype, device=device))
 
 
 def _moments(X: torch.Tensor, xn: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Weighted moments of the correspondences about the weighted centroid of the points.
 
-    ``X [3, B, N]`` (metres), ``xn [2, B, N]`` (normalised image coordinates), ``w [B, N]``
-    (>= 0, positive sums), coordinates first. Returns ``Mt [4, 15, B]`` and the centroids
-    ``c0 [3, B]``: ``Mt[f, p] = sum_i w_i f_i p_i / sum_i w_i`` for ``f = (1, u, v, u^2 + v^2)``
-    and ``p = (1, x, y, z, xx, xy, xz, yx, yy, yz, zx, zy, zz, u, v)`` (points relative to
-    ``c0``, normalised observations), all from one batched matrix product.
+    ``X [3, N, B]`` (metres), ``xn [2, N, B]`` (normalised image coordinates), ``w [N, B]``
+    (>= 0, positive sums), coordinates first and batch last. Returns ``Mt [4, 15, B]`` and the
+    centroids ``c0 [3, B]``: ``Mt[f, p] = sum_i w_i f_i p_i / sum_i w_i`` for
+    ``f = (1, u, v, u^2 + v^2)`` and ``p = (1, x, y, z, xx, xy, xz, yx, yy, yz, zx, zy, zz, u, v)``
+    (points relative to ``c0``, normalised observations): one batched matrix product, or,
+    compiled for any number of points, sums over the points of products that are never stored,
+    in loops that run over the batch (the contiguous dimension) in vectors.
     """
-    wn = w / w.sum(-1, keepdim=True)
-    c0 = torch.bmm(X.transpose(0, 1), wn.unsqueeze(-1)).squeeze(-1).T
-    x, y, z = X - c0.unsqueeze(-1)
+    wn = w / w.sum(0)
+    c0 = (X * wn).sum(1)
+    x, y, z = X - c0.unsqueeze(1)
     u, v = xn
     xy, xz, yz = x * y, x * z, y * z
-    p = torch.stack([torch.ones_like(x), x, y, z, x * x, xy, xz, xy, y * y, yz, xz, yz, z * z, u, v], -1)
-    f = torch.stack([wn, wn * u, wn * v, wn * torch.addcmul(u * u, v, v)], 1)
-    return torch.bmm(f, p).permute(1, 2, 0).contiguous(), c0
+    p = torch.stack([torch.ones_like(x), x, y, z, x * x, xy, xz, xy, y * y, yz, xz, yz, z * z, u, v])  # [15, N, B]
+    f = torch.stack([wn, wn * u, wn * v, wn * torch.addcmul(u * u, v, v)])  # [4, N, B]
+    # a symbolic N: compiled for any number of points (a fixed small N, as for four points or
+    # RANSAC's minimal sets, would have its sums written out term by term, fused with the rest
+    # of the solver into one function that g++ 12 fails to compile: internal compiler error)
+    if isinstance(X.shape[1], torch.SymInt):
+        return (f.unsqueeze(1) * p).sum(2), c0
+    return torch.bmm(f.permute(2, 0, 1), p.permute(2, 1, 0)).permute(1, 2, 0).contiguous(), c0
 
 
 def _spread_ok(Mt: torch.Tensor) -> torch.Tensor:
@@ -423,7 +434,8 @@ def _polar_rotation(A: torch.Tensor, steps: int) -> torch.Tensor:
     X = A
     for _ in range(steps):
         cof, det = _cofactors(X)
-        z = det.abs().clamp_min(1e-300).pow(-1.0 / 3.0)
+        # |det|^(-1/3) through exp and log: a vectorised pow costs several times their sum
+        z = torch.exp(torch.log(det.abs().clamp_min(1e-300)) * (-1.0 / 3.0))
         X = torch.addcmul(0.5 * z * X, cof, 0.5 / (z * det))
     reflection = _cofactors(A)[1] < 0
     # elsewhere the eigenvector is not needed: a fixed matrix with distinct eigenvalues keeps its
@@ -547,11 +559,12 @@ def epnp(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tensor, weig
             :mod:`hfl_lite.geometry.graphs`): a small batch then costs one launch instead of a
             few hundred. Needs CUDA inputs and no gradient.
         compiled: run the solver compiled by ``torch.compile`` (see
-            :mod:`hfl_lite.geometry.compiled`): the first call in a process compiles it (a minute
-            or two on a small CPU, seconds from TorchInductor's on-disk cache), later calls of any
-            batch size and number of points reuse it (four points take a compilation of their
-            own). Needs no gradient. Where compiling is unusable (no C++ compiler, a failed
-            compilation) it warns once and runs eagerly.
+            :mod:`hfl_lite.geometry.compiled`): the first call in a process compiles it (two or
+            three minutes on a small CPU, seconds from TorchInductor's on-disk cache), later calls
+            of any batch size and number of points reuse it (four points take a compilation of
+            their own). Needs no gradient. Where compiling is unusable (no C++ compiler, a failed
+            compilation) it warns once and runs eagerly. On glibc the first compiled call sets
+            the process's allocator to keep freed memory (see :mod:`hfl_lite.geometry.compiled`).
 
     Returns:
         ``(R [B, 3, 3], t [B, 3])`` with ``X_cam = R X + t`` (``t`` in metres), in the dtype and
@@ -619,13 +632,14 @@ def _epnp(points_3d, points_2d, K, weights, min_points, gauss_newton_iters, refi
     work dtype, with no data-dependent branch (a CUDA graph can hold it). ``min_points``: an
     integer, or a ``[B]`` integer tensor (one minimum per sample). ``candidates``: the
     numbers of kernel vectors whose starting points are compared (see :func:`_pose`).
-    The per-point data are stored coordinates first (``[6, B, N]``), so that every test and
-    sum runs over whole rows rather than over the last few values of each point."""
+    The per-point data are stored coordinates first and batch last (``[6, N, B]``), so that
+    every test and sum runs over whole rows of the batch rather than over the last few values
+    of each point."""
     device = points_3d.device
     B, N = points_3d.shape[:2]
     wd = _work_dtype(device)
-    w = torch.ones(1, B, N, dtype=wd, device=device) if weights is None else weights.to(wd).unsqueeze(0)
-    data = torch.cat([points_3d.to(wd).permute(2, 0, 1), points_2d.to(wd).permute(2, 0, 1), w])  # [6, B, N]
+    w = torch.ones(1, N, B, dtype=wd, device=device) if weights is None else weights.to(wd).T.unsqueeze(0)
+    data = torch.cat([points_3d.to(wd).permute(2, 1, 0), points_2d.to(wd).permute(2, 1, 0), w])  # [6, N, B]
     # usable correspondences: finite (the sum of a point's six values is finite exactly when
     # they are, short of overflow), positive weight; the others are zeroed
     usable = torch.isfinite(data.sum(0)) & (data[5] > 0)
@@ -636,12 +650,12 @@ def _epnp(points_3d, points_2d, K, weights, min_points, gauss_newton_iters, refi
     k_ok = torch.isfinite(k).all(0) & (k[0].abs() > 1e-12) & (k[4].abs() > 1e-12) & (k[3] == 0) & (k[6] == 0) \
         & (k[7] == 0) & (k[8] != 0)
     k = torch.where(k_ok, k, _constants(wd, device)["eye3"].view(9, 1)) / torch.where(k_ok, k[8], 1.0)
-    fx, skew, cx, _, fy, cy = (row.unsqueeze(-1) for row in k[:6])
+    fx, skew, cx, _, fy, cy = k[:6]
     vn = (v - cy) / fy
     xn = torch.stack([(u - cx - skew * vn) / fx, vn])
-    n_usable = usable.sum(-1)
+    n_usable = usable.sum(0)
     # a sample without usable points still needs a positive weight sum (it is replaced below)
-    w = torch.where((n_usable > 0).unsqueeze(-1), w, torch.ones_like(w))
+    w = torch.where(n_usable > 0, w, torch.ones_like(w))
     Mt, c0 = _moments(X, xn, w)
     ok = k_ok & (n_usable >= min_points) & _spread_ok(Mt)
     # unsolvable samples become a harmless dummy problem, replaced by the fallback afterwards
@@ -650,9 +664,9 @@ def _epnp(points_3d, points_2d, K, weights, min_points, gauss_newton_iters, refi
     R, t = _pose(torch.where(ok, Mt, DM), torch.where(ok, c0, Dc0), gauss_newton_iters, shared, candidates)
     if refine_iters > 0:
         DX, Dx = _dummy_problem(N, wd, device)
-        R, t = _refine_pose(R.permute(2, 0, 1), t.T, torch.where(ok[:, None, None], X.permute(1, 2, 0), DX),
-                            torch.where(ok[:, None, None], xn.permute(1, 2, 0), Dx),
-                            torch.where(ok[:, None], w / w.sum(-1, keepdim=True), 1.0 / N), refine_iters)
+        R, t = _refine_pose(R.permute(2, 0, 1), t.T, torch.where(ok[:, None, None], X.permute(2, 1, 0), DX),
+                            torch.where(ok[:, None, None], xn.permute(2, 1, 0), Dx),
+                            torch.where(ok[:, None], (w / w.sum(0)).T, 1.0 / N), refine_iters)
         R, t = R.permute(1, 2, 0), t.T
     ok = ok & torch.isfinite(R).all(0).all(0) & torch.isfinite(t).all(0)
     R = torch.where(ok, R, _constants(wd, device)["eye3"].unsqueeze(-1))
