@@ -183,22 +183,23 @@ def _constants(dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tens
 
 
 @_eager_cache
-def _dummy_moments(N: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _dummy_moments(N: int, dtype: torch.dtype, device: torch.device,
+                   by_sums: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Moments (see :func:`_moments`) of :func:`_dummy_problem` with unit weights."""
     X, xn = _dummy_problem(N, dtype, device)
-    return _moments(X.T.unsqueeze(-1), xn.T.unsqueeze(-1), torch.ones(N, 1, dtype=dtype, device=device))
+    return _moments(X.T.unsqueeze(-1), xn.T.unsqueeze(-1), torch.ones(N, 1, dtype=dtype, device=device), by_sums)
 
 
-def _moments(X: torch.Tensor, xn: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _moments(X: torch.Tensor, xn: torch.Tensor, w: torch.Tensor, by_sums: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Weighted moments of the correspondences about the weighted centroid of the points.
 
     ``X [3, N, B]`` (metres), ``xn [2, N, B]`` (normalised image coordinates), ``w [N, B]``
     (>= 0, positive sums), coordinates first and batch last. Returns ``Mt [4, 15, B]`` and the
     centroids ``c0 [3, B]``: ``Mt[f, p] = sum_i w_i f_i p_i / sum_i w_i`` for
     ``f = (1, u, v, u^2 + v^2)`` and ``p = (1, x, y, z, xx, xy, xz, yx, yy, yz, zx, zy, zz, u, v)``
-    (points relative to ``c0``, normalised observations): one batched matrix product, or,
-    compiled for any number of points, sums over the points of products that are never stored,
-    in loops that run over the batch (the contiguous dimension) in vectors.
+    (points relative to ``c0``, normalised observations): one batched matrix product, or, with
+    ``by_sums`` (for ``torch.compile``), sums over the points of products that are never stored,
+    which TorchInductor runs in loops over the batch (the contiguous dimension) in vectors.
     """
     wn = w / w.sum(0)
     c0 = (X * wn).sum(1)
@@ -207,10 +208,7 @@ def _moments(X: torch.Tensor, xn: torch.Tensor, w: torch.Tensor) -> tuple[torch.
     xy, xz, yz = x * y, x * z, y * z
     p = torch.stack([torch.ones_like(x), x, y, z, x * x, xy, xz, xy, y * y, yz, xz, yz, z * z, u, v])  # [15, N, B]
     f = torch.stack([wn, wn * u, wn * v, wn * torch.addcmul(u * u, v, v)])  # [4, N, B]
-    # a symbolic N: compiled for any number of points (a fixed small N, as for four points or
-    # RANSAC's minimal sets, would have its sums written out term by term, fused with the rest
-    # of the solver into one function that g++ 12 fails to compile: internal compiler error)
-    if isinstance(X.shape[1], torch.SymInt):
+    if by_sums:
         return (f.unsqueeze(1) * p).sum(2), c0
     return torch.bmm(f.permute(2, 0, 1), p.permute(2, 1, 0)).permute(1, 2, 0).contiguous(), c0
 
@@ -656,10 +654,14 @@ def _epnp(points_3d, points_2d, K, weights, min_points, gauss_newton_iters, refi
     n_usable = usable.sum(0)
     # a sample without usable points still needs a positive weight sum (it is replaced below)
     w = torch.where(n_usable > 0, w, torch.ones_like(w))
-    Mt, c0 = _moments(X, xn, w)
+    # compiled, the moments as sums over the points; not for four points, whose graph of its
+    # own (see `shared`) g++ 12 then fails to compile (an internal compiler error): their sums
+    # are written out term by term and fused with the rest of the solver into one function
+    by_sums = torch.compiler.is_compiling() and N != 4
+    Mt, c0 = _moments(X, xn, w, by_sums)
     ok = k_ok & (n_usable >= min_points) & _spread_ok(Mt)
     # unsolvable samples become a harmless dummy problem, replaced by the fallback afterwards
-    DM, Dc0 = _dummy_moments(N, wd, device)
+    DM, Dc0 = _dummy_moments(N, wd, device, by_sums)
     shared = 0 if len(candidates) == 1 else _SHARED_STEPS_MINIMAL if N == 4 else _SHARED_STEPS
     R, t = _pose(torch.where(ok, Mt, DM), torch.where(ok, c0, Dc0), gauss_newton_iters, shared, candidates)
     if refine_iters > 0:
