@@ -441,16 +441,17 @@ def test_written_out_cholesky_solves_match_lapack(monkeypatch):
         F = torch.randn(2, 37, n, n + 2, generator=g, dtype=torch.float64)
         A = (F @ F.mT + 0.1 * torch.eye(n, dtype=torch.float64)).permute(0, 2, 3, 1).contiguous()  # [2, n, n, 37]
         b = torch.randn(2, n, m, 37, generator=g, dtype=torch.float64)
-        L = epnp_module._cholesky(A)
-        cases.append((A, b, L, epnp_module._solve(A, b), epnp_module._lower_inverse_apply(L, b)))
+        cases.append((A, b, *epnp_module._cholesky_and_inverse_apply(A, b), epnp_module._solve(A, b)))
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
-    for A, b, L, x, y in cases:
-        torch.testing.assert_close(epnp_module._cholesky(A), L, rtol=0, atol=1e-12)
+    for A, b, L, y, x in cases:
+        L_written, y_written = epnp_module._cholesky_and_inverse_apply(A, b)
+        torch.testing.assert_close(L_written, L, rtol=0, atol=1e-12)
+        torch.testing.assert_close(y_written, y, rtol=1e-9, atol=1e-10)
         torch.testing.assert_close(epnp_module._solve(A, b), x, rtol=1e-9, atol=1e-10)
-        torch.testing.assert_close(epnp_module._lower_inverse_apply(L, b), y, rtol=1e-9, atol=1e-10)
-    # the reference itself: L L^T is A and A x is b
-    A, b, L, x, _ = cases[-1]
+    # the reference itself: L L^T is A, L y is b and A x is b
+    A, b, L, y, x = cases[-1]
     torch.testing.assert_close(torch.einsum("...ikb,...jkb->...ijb", L, L), A, rtol=0, atol=1e-10)
+    torch.testing.assert_close(torch.einsum("...ikb,...kjb->...ijb", L, y), b, rtol=0, atol=1e-9)
     torch.testing.assert_close(torch.einsum("...ikb,...kjb->...ijb", A, x), b, rtol=0, atol=1e-9)
 
 

@@ -251,35 +251,21 @@ def _solve(A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.linalg.solve_ex(A.movedim(-1, 0), b.movedim(-1, 0))[0].movedim(0, -1)
     L, inv_diag = _cholesky_rows(A)
     y = _lower_solve_rows(L, inv_diag, list(b.unbind(-3)))
-    n = len(y)
-    x = [None] * n
-    for i in reversed(range(n)):  # back substitution with L^T
-        acc = y[i]
-        for k in range(i + 1, n):
-            acc = acc - L[k][i].unsqueeze(-2) * x[k]
-        x[i] = acc * inv_diag[i].unsqueeze(-2)
-    return torch.stack(x, -3)
+    return torch.stack(_lower_transposed_solve_rows(L, inv_diag, y), -3)
 
 
-def _cholesky(A: torch.Tensor) -> torch.Tensor:
-    """Lower Cholesky factor ``L [..., n, n, B]`` of symmetric positive definite ``A [..., n, n,
-    B]`` (batch last): eagerly by LAPACK, under ``torch.compile`` written out (see :func:`_solve`)."""
+def _cholesky_and_inverse_apply(A: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The lower Cholesky factor ``L [..., n, n, B]`` of symmetric positive definite
+    ``A [..., n, n, B]`` and ``L^-1 b`` for ``b [..., n, m, B]`` (batch last): eagerly by LAPACK,
+    under ``torch.compile`` written out (see :func:`_solve`), the factor's rows serving both."""
     if not torch.compiler.is_compiling():
-        return torch.linalg.cholesky_ex(A.movedim(-1, 0))[0].movedim(0, -1)
-    L, _ = _cholesky_rows(A)
-    zero = torch.zeros_like(L[0][0])
-    return torch.stack([torch.stack([L[i][j] if j <= i else zero for j in range(len(L))], -2)
-                        for i in range(len(L))], -3)
-
-
-def _lower_inverse_apply(L: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``L^-1 b`` for lower triangular ``L [..., n, n, B]`` and ``b [..., n, m, B]`` (batch last):
-    eagerly by LAPACK, under ``torch.compile`` by forward substitution written out."""
-    if not torch.compiler.is_compiling():
-        return torch.linalg.solve_triangular(L.movedim(-1, 0), b.movedim(-1, 0), upper=False).movedim(0, -1)
-    n = L.shape[-3]
-    rows = [[L[..., i, j, :] for j in range(i + 1)] for i in range(n)]
-    return torch.stack(_lower_solve_rows(rows, [1 / rows[i][i] for i in range(n)], list(b.unbind(-3))), -3)
+        L = torch.linalg.cholesky_ex(A.movedim(-1, 0))[0]
+        return L.movedim(0, -1), torch.linalg.solve_triangular(L, b.movedim(-1, 0), upper=False).movedim(0, -1)
+    rows, inv_diag = _cholesky_rows(A)
+    n = len(rows)
+    zero = torch.zeros_like(rows[0][0])
+    L = torch.stack([torch.stack([rows[i][j] if j <= i else zero for j in range(n)], -2) for i in range(n)], -3)
+    return L, torch.stack(_lower_solve_rows(rows, inv_diag, list(b.unbind(-3))), -3)
 
 
 def _cholesky_rows(A: torch.Tensor) -> tuple[list[list[torch.Tensor]], list[torch.Tensor]]:
@@ -306,8 +292,8 @@ def _cholesky_rows(A: torch.Tensor) -> tuple[list[list[torch.Tensor]], list[torc
 
 def _lower_solve_rows(L: list[list[torch.Tensor]], inv_diag: list[torch.Tensor],
                       b: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Forward substitution ``L y = b`` with ``L`` as rows of ``[..., B]`` tensors and ``b`` as
-    rows of ``[..., m, B]`` tensors."""
+    """Forward substitution ``L y = b`` with ``L`` as rows of ``[..., B]`` tensors (and the
+    reciprocals of its diagonal) and ``b`` as rows of ``[..., m, B]`` tensors."""
     y = []
     for i in range(len(b)):
         acc = b[i]
@@ -315,6 +301,19 @@ def _lower_solve_rows(L: list[list[torch.Tensor]], inv_diag: list[torch.Tensor],
             acc = acc - L[i][k].unsqueeze(-2) * y[k]
         y.append(acc * inv_diag[i].unsqueeze(-2))
     return y
+
+
+def _lower_transposed_solve_rows(L: list[list[torch.Tensor]], inv_diag: list[torch.Tensor],
+                                 y: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Back substitution ``L^T x = y``, with ``L``, its diagonal's reciprocals and ``y`` as in
+    :func:`_lower_solve_rows`."""
+    x: list[torch.Tensor] = [None] * len(y)
+    for i in reversed(range(len(y))):
+        acc = y[i]
+        for k in range(i + 1, len(y)):
+            acc = acc - L[k][i].unsqueeze(-2) * x[k]
+        x[i] = acc * inv_diag[i].unsqueeze(-2)
+    return x
 
 
 def _kernel_basis(S: torch.Tensor, Q_scale: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
@@ -326,8 +325,8 @@ def _kernel_basis(S: torch.Tensor, Q_scale: torch.Tensor, P: torch.Tensor) -> to
     ``Y L^-T``), which keeps the order of the columns. ``P [4, 4, 1]``."""
     sigma = 1e-6 * (S[0, 0] + S[1, 1] + S[2, 2] + S[3, 3]) + 1e-12 * Q_scale
     Y = _solve(torch.addcmul(S, sigma, P), P.expand_as(S))
-    L = _cholesky(_mm(Y.transpose(0, 1), _mm(P, Y)))
-    return _lower_inverse_apply(L, Y.transpose(0, 1)).transpose(0, 1)
+    _, basis_t = _cholesky_and_inverse_apply(_mm(Y.transpose(0, 1), _mm(P, Y)), Y.transpose(0, 1))
+    return basis_t.transpose(0, 1)
 
 
 def _initial_betas(G: torch.Tensor, rho: torch.Tensor, c: dict, candidates: tuple[int, ...]) -> torch.Tensor:
@@ -463,8 +462,7 @@ def _pose(Mt: torch.Tensor, c0: torch.Tensor, gn_iters: int, shared_iters: int,
     B = Mt.shape[-1]
     # control points c_0 + L e_k, L the Cholesky factor of the covariance: in the whitened
     # coordinates a = L^-1 (x - c_0) the weighted second moment is the identity
-    L = _cholesky(Mt[0, 4:13].view(3, 3, B))
-    L_inv = _lower_inverse_apply(L, c["eye3"].unsqueeze(-1).expand(3, 3, B))
+    L, L_inv = _cholesky_and_inverse_apply(Mt[0, 4:13].view(3, 3, B), c["eye3"].unsqueeze(-1).expand(3, 3, B))
     # moments of h = (1, a) for f = u, v, u^2 + v^2
     m1 = _mm(L_inv, Mt[1:, 1:4].unsqueeze(2))  # [3 f, 3, 1, B]
     m2 = _mm(_mm(L_inv, Mt[1:, 4:13].view(3, 3, 3, B)), L_inv.transpose(0, 1))
