@@ -333,11 +333,14 @@ def test_ransac_repeats_for_a_seed_whatever_the_thread_count():
 # cache, seconds with it.
 @pytest.fixture
 def fresh_fallback_state(monkeypatch):
-    """No compilation failure recorded and no fallback warning given yet, undone afterwards."""
+    """No compilation failure recorded, no compiler lookup kept and no fallback warning given
+    yet, undone afterwards."""
     monkeypatch.setattr(compiled_module, "_failure", None)
     compiled_module._warn.cache_clear()
+    compiled_module._cpu_compiler_problem.cache_clear()
     yield
     compiled_module._warn.cache_clear()
+    compiled_module._cpu_compiler_problem.cache_clear()
 
 
 def _both(*tensors, **kwargs):

@@ -50,15 +50,21 @@ def compile_unavailable(device: torch.device) -> str | None:
     that already failed in this process, or, on a CPU, no C++ compiler to be found."""
     if _failure is not None:
         return _failure
-    if device.type == "cpu":
-        try:
-            from torch._inductor.cpp_builder import get_cpp_compiler
-        except ImportError:  # another torch version: let the compilation itself tell
-            return None
-        try:
-            get_cpp_compiler()
-        except Exception as error:  # noqa: BLE001 (torch raises its own types, varying by version)
-            return f"no C++ compiler for TorchInductor ({_first_line(error)})"
+    return _cpu_compiler_problem() if device.type == "cpu" else None
+
+
+@functools.cache
+def _cpu_compiler_problem() -> str | None:
+    """Why TorchInductor finds no C++ compiler here, or None; looked up once per process (the
+    lookup takes tens of microseconds, a tenth of a small compiled call)."""
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+    except ImportError:  # another torch version: let the compilation itself tell
+        return None
+    try:
+        get_cpp_compiler()
+    except Exception as error:  # noqa: BLE001 (torch raises its own types, varying by version)
+        return f"no C++ compiler for TorchInductor ({_first_line(error)})"
     return None
 
 
@@ -86,12 +92,13 @@ def keep_freed_memory() -> bool:
 
 
 def call_compiled(fn: Callable, tensors: tuple[torch.Tensor, ...], dynamic: tuple[tuple[int, ...], ...], *args,
-                  **kwargs):
+                  batch_dims: tuple[int, ...] | None = None, **kwargs):
     """``fn(*tensors, *args, **kwargs)`` compiled (see the module docstring), or eager where
     compiling is unusable: then one warning names the reason.
 
     ``fn`` must be a module-level function (its compiled form is kept for the process) that
-    returns a tuple of tensors; ``tensors`` carry the batch first, and ``dynamic`` names, per
+    returns a tuple of tensors, batch first; ``tensors`` carry the batch in the dimensions
+    ``batch_dims`` (one per tensor; default: the first of each), and ``dynamic`` names, per
     tensor, the dimensions whose size may change from call to call (the batch among them).
     The tensors are made contiguous and a batch of one is solved as two copies of the problem:
     another layout, or a size of one (which ``torch.compile`` never treats as dynamic), would
@@ -103,9 +110,11 @@ def call_compiled(fn: Callable, tensors: tuple[torch.Tensor, ...], dynamic: tupl
         return fn(*tensors, *args, **kwargs)
     if tensors[0].device.type == "cpu":
         keep_freed_memory()
-    single = tensors[0].shape[0] == 1
+    batch_dims = batch_dims or (0,) * len(tensors)
+    single = tensors[0].shape[batch_dims[0]] == 1
     # new tensor objects (the dynamic marks stay off the caller's), contiguous
-    batch = tuple((t.expand(2, *t.shape[1:]) if single else t).contiguous().detach() for t in tensors)
+    batch = tuple((t.expand(*(2 if i == d else -1 for i in range(t.ndim))) if single else t).contiguous().detach()
+                  for t, d in zip(tensors, batch_dims))
     for t, dims in zip(batch, dynamic):
         torch._dynamo.maybe_mark_dynamic(t, dims)
     try:
