@@ -383,6 +383,8 @@ def test_compiled_equals_eager_on_clean_noisy_and_degenerate_problems(fresh_fall
         assert rot.max() < 0.01 and tr.max() < 1e-4  # the noise-free poses are found
         _assert_same_poses(*_both(*(a[3:8, :12] for a in tensors)))
         _assert_same_poses(*_both(*(a.float() for a in tensors[:3])), atol=1e-6)
+        with torch.no_grad():  # the caller's gradient mode does not matter either
+            _assert_same_poses(*_both(*tensors))
 
 
 def test_compiled_as_accurate_as_eager_on_minimal_problems(fresh_fallback_state):
@@ -458,10 +460,52 @@ def test_written_out_cholesky_solves_match_lapack(monkeypatch):
     torch.testing.assert_close(torch.einsum("...ikb,...kjb->...ijb", A, x), b, rtol=0, atol=1e-9)
 
 
+def test_rows_lays_out_and_cleans_like_a_loop_over_the_points():
+    """``_rows`` (both its paths: inputs with nothing to clean skip the cleaning) against a loop
+    over the correspondences: a point is kept when its six values are finite and its weight
+    positive, else all six are zero."""
+    epnp_module = importlib.import_module("hfl_lite.geometry.epnp")
+    X, x, K = (torch.from_numpy(a) for a in make_problems(5, 7, noise_px=1.0, seed=49)[:3])
+    w = torch.rand(5, 7, generator=torch.Generator().manual_seed(49), dtype=torch.float64) + 0.1
+    X[1, 2, 0], x[2, 3, 1], X[3, 0, 2] = float("nan"), float("inf"), -float("inf")
+    w[0, 4], w[4, 6] = 0.0, -1.0
+    for weights in (None, w):
+        for bad in (False, True):
+            pts = (X, x) if bad else (X.nan_to_num(0.0, 1.0, -1.0), x.nan_to_num(0.0, 1.0, -1.0))
+            wb = None if weights is None else weights if bad else weights.abs() + 0.1
+            data, k = epnp_module._rows(pts[0].float(), pts[1].float(), K.float(), None if wb is None else wb.float())
+            assert data.dtype == k.dtype == torch.float64 and data.shape == (6, 7, 5)
+            assert torch.equal(k, K.float().double().reshape(5, 9).T)
+            for b in range(5):
+                for i in range(7):
+                    values = torch.cat([pts[0][b, i].float(), pts[1][b, i].float(),
+                                        torch.ones(1) if wb is None else wb[b, i:i + 1].float()]).double()
+                    usable = bool(torch.isfinite(values).all()) and values[5] > 0
+                    assert torch.equal(data[:, i, b], values if usable else torch.zeros(6, dtype=torch.float64))
+
+
+def test_written_out_sums_and_picks_match_torch(monkeypatch):
+    """The compiled solver's sums over small dimensions written out as additions and its
+    per-problem picks written as selects (``torch.compiler.is_compiling()`` True) against
+    ``Tensor.sum`` and ``Tensor.gather``."""
+    epnp_module = importlib.import_module("hfl_lite.geometry.epnp")
+    g = torch.Generator().manual_seed(6)
+    t = torch.randn(4, 3, 5, 37, generator=g, dtype=torch.float64)
+    index = torch.randint(0, 5, (37,), generator=g)
+    picked = t.gather(2, index.view(1, 1, 1, -1).expand(4, 3, 1, -1))
+    dims = (0, 1, 2, -2, (0, 1), (1, 2), (-3, -2), (0, 1, 2))
+    sums = [t.sum(d) for d in dims]
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    for d, expected in zip(dims, sums):
+        torch.testing.assert_close(epnp_module._sum(t, d), expected, rtol=1e-13, atol=1e-13)
+    assert torch.equal(epnp_module._pick(t, index, 2), picked)
+    assert torch.equal(epnp_module._pick(t, index, -2), picked)
+
+
 def test_a_failed_compilation_falls_back_to_eager_with_one_warning(fresh_fallback_state, monkeypatch):
     calls = []
 
-    def failing_compile(fn):
+    def failing_compile(fn, device_type):
         def run(*args, **kwargs):
             calls.append(fn)
             raise RuntimeError("backend exploded\nmore detail")
@@ -489,7 +533,7 @@ def test_a_missing_compiler_falls_back_to_eager(fresh_fallback_state, monkeypatc
         raise RuntimeError("no working C++ compiler found")
 
     monkeypatch.setattr(cpp_builder, "get_cpp_compiler", no_compiler)
-    monkeypatch.setattr(compiled_module, "_compiled", lambda fn: pytest.fail("compiled without a compiler"))
+    monkeypatch.setattr(compiled_module, "_compiled", lambda fn, device_type: pytest.fail("compiled without a compiler"))
     assert "no C++ compiler" in compiled_module.compile_unavailable(torch.device("cpu"))
     tensors = [torch.from_numpy(a) for a in make_problems(4, 9, noise_px=1.0, seed=46)[:3]]
     with pytest.warns(RuntimeWarning, match=r"running eagerly: no C\+\+ compiler for TorchInductor"):

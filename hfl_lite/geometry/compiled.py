@@ -7,7 +7,10 @@ per process (two or three minutes on a 2-core CPU; TorchInductor keeps the resul
 on-disk cache, from which a later process loads it in seconds). The function must have no data-dependent Python
 branch and no copy to the host (the solver is written that way). It is compiled with dynamic
 sizes where the caller says so (the batch, the number of points): one compilation serves them
-all, while the other sizes (coordinates, 3 x 3 matrices) are compiled in as constants.
+all, while the other sizes (coordinates, 3 x 3 matrices) are compiled in as constants. On a CPU
+the code that allocates the buffers and calls the loops is generated in C++ as well
+(TorchInductor's ``cpp_wrapper``). The call runs without gradients whatever the caller's mode
+(Dynamo would compile once per mode).
 
 The generated code allocates its intermediate buffers afresh on every call and frees them at
 the end. glibc's allocator hands the top of its heap back to the system when more than a few
@@ -74,8 +77,10 @@ def _first_line(error: BaseException) -> str:
 
 
 @functools.cache
-def _compiled(fn: Callable) -> Callable:
-    return torch.compile(fn, fullgraph=True)
+def _compiled(fn: Callable, device_type: str) -> Callable:
+    # on a CPU the generated code's caller in C++ too (TorchInductor's cpp_wrapper): in Python it
+    # spent about half a microsecond on each of the graph's few hundred buffers and views
+    return torch.compile(fn, fullgraph=True, options={"cpp_wrapper": True} if device_type == "cpu" else None)
 
 
 @functools.cache
@@ -102,7 +107,7 @@ def call_compiled(fn: Callable, tensors: tuple[torch.Tensor, ...], dynamic: tupl
     tensor, the dimensions whose size may change from call to call (the batch among them).
     The tensors are made contiguous and a batch of one is solved as two copies of the problem:
     another layout, or a size of one (which ``torch.compile`` never treats as dynamic), would
-    be compiled anew."""
+    be compiled anew. The compiled call runs without gradients."""
     global _failure
     reason = compile_unavailable(tensors[0].device)
     if reason is not None:
@@ -118,7 +123,8 @@ def call_compiled(fn: Callable, tensors: tuple[torch.Tensor, ...], dynamic: tupl
     for t, dims in zip(batch, dynamic):
         torch._dynamo.maybe_mark_dynamic(t, dims)
     try:
-        out = _compiled(fn)(*batch, *args, **kwargs)
+        with torch.no_grad():
+            out = _compiled(fn, tensors[0].device.type)(*batch, *args, **kwargs)
     except Exception as error:  # noqa: BLE001 (backend errors come in many types; eager is the fallback)
         _failure = f"torch.compile failed ({_first_line(error)})"
         _warn(_failure)

@@ -48,13 +48,19 @@ and ``torch.compile`` can fuse its operations into a few loops of generated code
 (``epnp(..., compiled=True)``, :mod:`hfl_lite.geometry.compiled`), compiled once per process.
 Compiled, the small symmetric positive definite systems are solved by Cholesky factorisations
 written out element by element instead of LAPACK calls, so that nothing interrupts the
-generated loops, the per-point data lie points first and batch last, so that each moment is a
-sum over the points in loops that run over the batch in vectors (no matrix product), and
+generated loops; sums over a matrix's few entries are written out as additions and the
+per-problem choices (the best starting point, the adjugate's longest column) as selects
+(TorchInductor made each such reduction a loop and a stored buffer of its own, and loaded a
+gather's values lane by lane in every consumer); unsolvable problems keep their own values
+until the fallback replaces them (the dummy problem is there for gradients, which a compiled call
+has none of); the per-point data lie points first and batch last, so that each moment is a
+sum over the points in loops that run over the batch in vectors (no matrix product); and
 :func:`epnp_ransac` compiles each chunk of its search whole (drawing, fitting and scoring the
 hypotheses). The compiled solver's inputs are laid out and cleaned of unusable points by a few
 eager operations first (:func:`_rows`): inside the graph, TorchInductor would read every
 problem's points and intrinsics with strided loads and test each value again in every loop over
-the points (with the moments, a third of the generated code's time at batch 1024). The
+the points (with the moments, a third of the generated code's time at batch 1024); inputs with
+nothing to clean, the usual case, skip the cleaning. The
 generated code allocates its buffers on every call: see :mod:`hfl_lite.geometry.compiled` for
 the allocator setting that keeps them from being faulted in afresh each time.
 
@@ -186,11 +192,10 @@ def _constants(dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tens
 
 
 @_eager_cache
-def _dummy_moments(N: int, dtype: torch.dtype, device: torch.device,
-                   by_sums: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _dummy_moments(N: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Moments (see :func:`_moments`) of :func:`_dummy_problem` with unit weights."""
     X, xn = _dummy_problem(N, dtype, device)
-    return _moments(X.T.unsqueeze(-1), xn.T.unsqueeze(-1), torch.ones(N, 1, dtype=dtype, device=device), by_sums)
+    return _moments(X.T.unsqueeze(-1), xn.T.unsqueeze(-1), torch.ones(N, 1, dtype=dtype, device=device), False)
 
 
 def _moments(X: torch.Tensor, xn: torch.Tensor, w: torch.Tensor, by_sums: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -251,12 +256,37 @@ def _spread_ok(Mt: torch.Tensor) -> torch.Tensor:
     return spread & (lam_max > 1e-12) & (lam_min > r2 * lam_max)
 
 
+def _sum(t: torch.Tensor, dims: int | tuple[int, ...]) -> torch.Tensor:
+    """``t.sum(dims)`` over a few entries (the small dimensions of the solver's matrices, not
+    the points): under ``torch.compile`` written out as additions, which TorchInductor fuses
+    into their producers and consumers (a reduction is a loop and a stored buffer of its own)."""
+    if not torch.compiler.is_compiling():
+        return t.sum(dims)
+    for d in sorted((d % t.ndim for d in (dims if isinstance(dims, tuple) else (dims,))), reverse=True):
+        parts = t.unbind(d)
+        t = parts[0]
+        for part in parts[1:]:
+            t = t + part
+    return t
+
+
+def _pick(t: torch.Tensor, index: torch.Tensor, dim: int) -> torch.Tensor:
+    """The entries of ``t`` at ``index [B]`` (one per problem; batch last) along its small
+    dimension ``dim``, kept with size one: a cascade of selects, which TorchInductor computes in
+    vectors (a gather there loads every lane on its own, again in each consumer)."""
+    t = t.movedim(dim, 0)
+    out = t[-1:]
+    for i in reversed(range(t.shape[0] - 1)):
+        out = torch.where(index == i, t[i:i + 1], out)
+    return out.movedim(0, dim)
+
+
 def _mm(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     """Products of stacks of small matrices stored batch last: ``A [..., n, m, B]`` times
     ``B [..., m, k, B]`` -> ``[..., n, k, B]`` (leading dimensions broadcast). An element-wise
     product and a sum over the whole stack: two vectorised operations serve every problem,
     where a batched BLAS call would pay per matrix."""
-    return (A.unsqueeze(-2) * B.unsqueeze(-4)).sum(-3)
+    return _sum(A.unsqueeze(-2) * B.unsqueeze(-4), -3)
 
 
 def _solve(A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -362,18 +392,16 @@ def _initial_betas(G: torch.Tensor, rho: torch.Tensor, c: dict, candidates: tupl
 
     # coefficients of b11, b12, b13, b14, b22, b23, b33 in the six equations, then rho
     Z = torch.cat([G.view(6, 16, -1).index_select(1, c["products"]) * c["product_scale"], rho.unsqueeze(1)], 1)
-    gram = (Z.unsqueeze(2) * Z.unsqueeze(1)).sum(0)  # [8, 8, B]: the normal equations of every system
+    gram = _sum(Z.unsqueeze(2) * Z.unsqueeze(1), 0)  # [8, 8, B]: the normal equations of every system
     z = torch.zeros_like(rho[0])
     betas = []
     for n in candidates:
         if n == 1:  # closed form, beta_1 = sum sqrt(rho) |dv| / sum |dv|^2
             dv2 = G[:, 0, 0]
-            betas.append(torch.stack([(rho * dv2).clamp_min(0).sqrt().sum(0) / dv2.sum(0).clamp_min(1e-300), z, z, z]))
+            betas.append(torch.stack([_sum((rho * dv2).clamp_min(0).sqrt(), 0) / _sum(dv2, 0).clamp_min(1e-300), z, z, z]))
             continue
         idx = _SYSTEMS[n - 2]
-        AtA = gram[idx, :][:, idx]
-        AtA.diagonal(0, 0, 1).mul_(1 + 1e-10)  # light damping
-        b = _solve(AtA, gram[idx, 7:]).squeeze(1)
+        b = _solve(_damped(gram[idx, :][:, idx]), gram[idx, 7:]).squeeze(1)
         if n == 2:
             betas.append(torch.stack([root(b[0]), root(b[2]).copysign(b[1]), z, z]))
         elif n == 3:
@@ -384,16 +412,22 @@ def _initial_betas(G: torch.Tensor, rho: torch.Tensor, c: dict, candidates: tupl
     return torch.stack(betas)
 
 
+def _damped(A: torch.Tensor) -> torch.Tensor:
+    """``A [..., n, n, B]`` with its diagonal scaled by 1 + 1e-10 (light damping), as a new
+    tensor: written into ``A`` in place, under ``torch.compile`` the whole matrix would be
+    stored and copied rather than fused into the factorisation that reads it."""
+    return A * (1 + 1e-10 * torch.eye(A.shape[-2], dtype=A.dtype, device=A.device).unsqueeze(-1))
+
+
 def _gauss_newton_betas(beta: torch.Tensor, G: torch.Tensor, rho: torch.Tensor, iters: int) -> torch.Tensor:
     """Refine ``beta [C, 4, B]`` so that ``beta^T G_p beta = rho_p`` (``G [6, 4, 4, B]``,
     ``rho [6, B]``) in the least-squares sense, by ``iters`` lightly damped Gauss-Newton steps
     (each candidate on its own)."""
     for _ in range(iters):
-        g = (G * beta[:, None, None]).sum(-2)  # [C, 6, 4, B]: G_p beta, half the Jacobian
-        r = (g * beta.unsqueeze(1)).sum(2) - rho  # [C, 6, B]
-        JtJ = (g.unsqueeze(3) * g.unsqueeze(2)).sum(1)  # [C, 4, 4, B], a quarter of J^T J
-        JtJ.diagonal(0, 1, 2).mul_(1 + 1e-10)  # light damping
-        beta = beta - 0.5 * _solve(JtJ, (g * r.unsqueeze(2)).sum(1).unsqueeze(2)).squeeze(2)
+        g = _sum(G * beta[:, None, None], -2)  # [C, 6, 4, B]: G_p beta, half the Jacobian
+        r = _sum(g * beta.unsqueeze(1), 2) - rho  # [C, 6, B]
+        JtJ = _sum(g.unsqueeze(3) * g.unsqueeze(2), 1)  # [C, 4, 4, B], a quarter of J^T J
+        beta = beta - 0.5 * _solve(_damped(JtJ), _sum(g * r.unsqueeze(2), 1).unsqueeze(2)).squeeze(2)
     return beta
 
 
@@ -402,7 +436,7 @@ def _nearest_rotation(X: torch.Tensor, steps: int) -> torch.Tensor:
     multiple of an orthogonal matrix) by ``steps`` Newton-Schulz iterations
     ``X <- X (3 I - X^T X) / 2`` (products only), after scaling ``X`` to a Frobenius norm of
     sqrt(3), which keeps every singular value below sqrt(3), where the iteration converges."""
-    X = X * (3.0 / (X * X).sum((-3, -2), keepdim=True).clamp_min(1e-300)).sqrt()
+    X = X * (3.0 / _sum(X * X, (-3, -2)).clamp_min(1e-300)).sqrt().unsqueeze(-2).unsqueeze(-2)
     for _ in range(steps):
         X = torch.add(1.5 * X, _mm(X, _mm(X.transpose(-3, -2), X)), alpha=-0.5)
     return X
@@ -420,7 +454,7 @@ def _cofactors(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Cofactor matrices (``det(X) X^-T``: columns ``x1 x x2, x2 x x0, x0 x x1``) and
     determinants of ``X [..., 3, 3, B]`` (batch last)."""
     cof = torch.linalg.cross(X.roll(-1, -2), X.roll(1, -2), dim=-3)
-    return cof, (X[..., 0, :] * cof[..., 0, :]).sum(-2)
+    return cof, _sum(X[..., 0, :] * cof[..., 0, :], -2)
 
 
 def _smallest_eigenvector(H: torch.Tensor) -> torch.Tensor:
@@ -430,13 +464,13 @@ def _smallest_eigenvector(H: torch.Tensor) -> torch.Tensor:
     q = (H[0, 0] + H[1, 1] + H[2, 2]) / 3
     eye = torch.eye(3, dtype=H.dtype, device=H.device).unsqueeze(-1)
     shifted = H - q * eye
-    p = ((shifted * shifted).sum((0, 1)) / 6).sqrt().clamp_min(1e-300)
+    p = (_sum(shifted * shifted, (0, 1)) / 6).sqrt().clamp_min(1e-300)
     half_det = 0.5 * _cofactors(shifted / p)[1]
     lam = q + 2 * p * torch.cos(torch.acos(half_det.clamp(-1, 1)) / 3 + 2 * torch.pi / 3)
     adj = _cofactors(H - lam * eye)[0]
-    norms = (adj * adj).sum(0)  # [3 columns, B]
-    v = adj.gather(1, norms.argmax(0).view(1, 1, -1).expand(3, 1, -1))
-    return v * (v * v).sum(0).clamp_min(1e-300).rsqrt()
+    norms = _sum(adj * adj, 0)  # [3 columns, B]
+    v = _pick(adj, norms.argmax(0), 1)
+    return v * _sum(v * v, 0).clamp_min(1e-300).rsqrt()
 
 
 def _polar_rotation(A: torch.Tensor, steps: int) -> torch.Tensor:
@@ -490,15 +524,15 @@ def _pose(Mt: torch.Tensor, c0: torch.Tensor, gn_iters: int, shared_iters: int,
     # |d_x - Qu d_z|^2 + |d_y - Qv d_z|^2 + d_z^T S d_z with S = Quv - Qu^2 - Qv^2: for given
     # d_z the best d_x = Qu d_z, d_y = Qv d_z leave d_z^T S d_z.
     Qxy = Q[:2]
-    S = Q[2] - _mm(Qxy, Qxy).sum(0)
+    S = Q[2] - _sum(_mm(Qxy, Qxy), 0)
     dz = _kernel_basis(S, Q[2, 0, 0], c["metric"])  # [4 (h), 4 (kernel), B]
     d = torch.cat([_mm(Qxy, dz), dz.unsqueeze(0)])  # [3 xyz, 4 h, 4 kernel, B]
     # the six control-point differences c_a - c_b (d_1, d_2, d_3, d_1 - d_2, d_1 - d_3, d_2 - d_3)
     # over the kernel and their Gram matrices; the same differences in the world (columns of L)
     dv = torch.cat([d[:, 1:], d[:, (1, 1, 2), ] - d[:, (2, 3, 3), ]], 1)  # [3, 6, 4, B]
-    G = (dv.unsqueeze(3) * dv.unsqueeze(2)).sum(0)  # [6, 4, 4, B]
+    G = _sum(dv.unsqueeze(3) * dv.unsqueeze(2), 0)  # [6, 4, 4, B]
     dw = torch.cat([L, L[:, (0, 0, 1), ] - L[:, (1, 2, 2), ]], 1)
-    rho = (dw * dw).sum(0)  # [6, B]
+    rho = _sum(dw * dw, 0)  # [6, B]
     beta = _gauss_newton_betas(_initial_betas(G, rho, c, candidates), G, rho, shared_iters)  # [C, 4, B]
     if len(candidates) > 1:
         # Score the candidates placed rigidly (the nearest rotation of their whitened
@@ -510,15 +544,15 @@ def _pose(Mt: torch.Tensor, c0: torch.Tensor, gn_iters: int, shared_iters: int,
         xh = torch.cat([cc[:, :, :1], _mm(R, L)], 2)  # rigid control geometry [C, 3, 4, B]
         z = xh[:, 2].unsqueeze(-2)  # [C, 4, 1, B]
         e = xh[:, :2].unsqueeze(-2) - _mm(Qxy, z.unsqueeze(1))  # [C, 2, 4, 1, B]
-        err = (e * e).sum((1, 2, 3)) + (z * _mm(S, z)).sum((1, 2))  # [C, B]
+        err = _sum(e * e, (1, 2, 3)) + _sum(z * _mm(S, z), (1, 2))  # [C, B]
         best = torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf"))).T.argmin(1)
-        beta = beta.gather(0, best.view(1, 1, -1).expand(1, 4, -1))
+        beta = _pick(beta, best, 0)
     beta = _gauss_newton_betas(beta, G, rho, gn_iters)
     # weighted Procrustes of all points: their cross-covariance is D L^T, D the camera
     # displacements of the control points
     cc = _place(d, beta)[0]  # [3, 4, B]
     R = _polar_rotation(_mm(cc[:, 1:], L.transpose(0, 1)), _POLAR_STEPS)
-    return R, cc[:, 0] - (R * c0.unsqueeze(0)).sum(1)
+    return R, cc[:, 0] - _sum(R * c0.unsqueeze(0), 1)
 
 
 def _refine_pose(R, t, X, xn, w, iters):
@@ -649,14 +683,24 @@ def _rows(points_3d, points_2d, K, weights) -> tuple[torch.Tensor, torch.Tensor]
     exactly when they are, short of overflow) and its weight positive; from here on a zero
     weight marks the others."""
     B, N = points_3d.shape[:2]
-    wd = _work_dtype(points_3d.device)
-    w = torch.ones(1, 1, 1, dtype=wd, device=points_3d.device).expand(1, N, B) if weights is None \
-        else weights.to(wd).T.unsqueeze(0)
-    data = torch.cat([points_3d.to(wd).permute(2, 1, 0), points_2d.to(wd).permute(2, 1, 0), w])
+    data = torch.empty(6, N, B, dtype=_work_dtype(points_3d.device), device=points_3d.device)
+    data[:3].copy_(points_3d.permute(2, 1, 0))
+    data[3:5].copy_(points_2d.permute(2, 1, 0))
+    if weights is None:
+        data[5].fill_(1.0)
+    else:
+        data[5].copy_(weights.T)
+    k = K.to(data.dtype).reshape(B, 9).T
+    # called eagerly on a CPU, inputs with nothing to clean (the usual case) skip the cleaning:
+    # one sum over them costs a twentieth of it (on a GPU the test would wait for the device, and
+    # a compiled graph, such as RANSAC's search, cannot branch on it)
+    if data.device.type == "cpu" and not torch.compiler.is_compiling() and data.sum().isfinite() \
+            and (weights is None or (data[5] > 0).all()):
+        return data, k
     # a few eager operations: cleaned inside a compiled graph, every loop over the points would
     # test and select each value again
     unusable = data.sum(0).isfinite().logical_not_().logical_or_(data[5] <= 0)
-    return data.masked_fill_(unusable, 0.0), K.to(wd).reshape(B, 9).T
+    return data.masked_fill_(unusable, 0.0), k
 
 
 def _epnp(points_3d, points_2d, K, weights, min_points, gauss_newton_iters, refine_iters, candidates=(1, 2, 3, 4)):
@@ -689,10 +733,14 @@ def _epnp_rows(data, k, min_points, gauss_newton_iters, refine_iters, candidates
     by_sums = torch.compiler.is_compiling() and N != 4
     Mt, c0 = _moments(X, xn, w, by_sums)
     ok = k_ok & (n_usable >= min_points) & _spread_ok(Mt)
-    # unsolvable samples become a harmless dummy problem, replaced by the fallback afterwards
-    DM, Dc0 = _dummy_moments(N, dtype, device, by_sums)
+    if not torch.compiler.is_compiling():
+        # unsolvable samples become a harmless dummy problem (their gradients stay finite),
+        # replaced by the fallback afterwards; compiled calls carry no gradients, and each
+        # problem's arithmetic stays in its own lanes of the generated loops
+        DM, Dc0 = _dummy_moments(N, dtype, device)
+        Mt, c0 = torch.where(ok, Mt, DM), torch.where(ok, c0, Dc0)
     shared = 0 if len(candidates) == 1 else _SHARED_STEPS_MINIMAL if N == 4 else _SHARED_STEPS
-    R, t = _pose(torch.where(ok, Mt, DM), torch.where(ok, c0, Dc0), gauss_newton_iters, shared, candidates)
+    R, t = _pose(Mt, c0, gauss_newton_iters, shared, candidates)
     if refine_iters > 0:
         DX, Dx = _dummy_problem(N, dtype, device)
         R, t = _refine_pose(R.permute(2, 0, 1), t.T, torch.where(ok[:, None, None], X.permute(2, 1, 0), DX),
