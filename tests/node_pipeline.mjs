@@ -6,7 +6,7 @@
 //
 // prints {"results": [...]} (one per call; a call naming a constant, without args, gives its value).
 // An argument {"image": "name"} stands for that image
-// ({rgba: Uint8Array, width, height}); {"keys": [...]} for a function returning those numbers in turn
+// ({rgba: Uint8Array, width, height}); {"draws": [...]} for a function returning those numbers in turn
 // (RANSAC's random numbers), also as the "random" entry of an object argument. The call
 // {"fn": "predictImage", ...} runs the model with onnxruntime-web's WASM backend (the page's runtime).
 import { readFileSync } from "node:fs";
@@ -16,15 +16,15 @@ const input = JSON.parse(readFileSync(0, "utf8"));
 const images = Object.fromEntries(Object.entries(input.images || {}).map(([name, im]) =>
   [name, { rgba: new Uint8Array(Buffer.from(im.rgba_base64, "base64")), width: im.width, height: im.height }]));
 
-const sequence = (values) => { // RANSAC's random numbers replayed: the keys torch drew
+const sequence = (values) => { // RANSAC's random numbers replayed: the numbers torch drew
   let i = 0;
   return () => values[i++];
 };
 const decode = (arg) => {
   if (arg && typeof arg === "object" && !Array.isArray(arg)) {
     if ("image" in arg) return images[arg.image];
-    if ("keys" in arg) return sequence(arg.keys);
-    if (arg.random && "keys" in arg.random) return { ...arg, random: sequence(arg.random.keys) };
+    if ("draws" in arg) return sequence(arg.draws);
+    if (arg.random && "draws" in arg.random) return { ...arg, random: sequence(arg.random.draws) };
   }
   return arg;
 };

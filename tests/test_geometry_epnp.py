@@ -178,7 +178,10 @@ def test_gradients():
 
 
 def test_ransac_with_outliers():
-    gen = torch.Generator().manual_seed(0)
+    # the draws decide whether sample 22 (21 inliers of 40: a clean minimal set one draw in 25)
+    # finds a clean set within the 100 hypotheses; with this seed it does, as with most (about 19
+    # in 20, the same rate before the draws changed)
+    gen = torch.Generator().manual_seed(1)
     X, x, K, R, t = make_problems(48, 40, noise_px=0.5, seed=8)
     rng = np.random.default_rng(8)
     outlier = rng.random((48, 40)) < 0.3
@@ -409,11 +412,14 @@ def test_compiled_ransac_equals_eager(fresh_fallback_state):
         warnings.simplefilter("error", RuntimeWarning)
         epnp(*tensors, compiled=True)
         graphs = counters["stats"]["unique_graphs"]
-        R_c, t_c, inl_c, v_c = epnp_ransac(*tensors, generator=torch.Generator().manual_seed(3), compiled=True)
+        # (sample 21, 24 inliers of 40 and a minimal-set fit that often misses them, finds no good
+        # hypothesis in 100 with about one seed in 25, as with 3; compiled and eager then agree on that)
+        R_c, t_c, inl_c, v_c = epnp_ransac(*tensors, generator=torch.Generator().manual_seed(4), compiled=True)
     assert compiled_module._failure is None
-    # at most one new compiled graph, the search's chunk: the refits (min_points 6) reuse epnp's
-    assert counters["stats"]["unique_graphs"] - graphs <= 1
-    R_e, t_e, inl_e, v_e = epnp_ransac(*tensors, generator=torch.Generator().manual_seed(3))
+    # at most two new compiled graphs, the search's chunk and the inlier test: the refits
+    # (min_points 6) reuse epnp's
+    assert counters["stats"]["unique_graphs"] - graphs <= 2
+    R_e, t_e, inl_e, v_e = epnp_ransac(*tensors, generator=torch.Generator().manual_seed(4))
     assert torch.equal(v_c, v_e) and torch.equal(inl_c, inl_e) and v_c.all()
     torch.testing.assert_close(R_c, R_e, rtol=0, atol=1e-9)
     torch.testing.assert_close(t_c, t_e, rtol=0, atol=1e-9)
@@ -460,19 +466,46 @@ def test_written_out_cholesky_solves_match_lapack(monkeypatch):
     torch.testing.assert_close(torch.einsum("...ikb,...kjb->...ijb", A, x), b, rtol=0, atol=1e-9)
 
 
+def test_minimal_sets_are_drawn_like_a_loop_that_removes_each_pick():
+    """RANSAC's minimal sets: the k-th draw takes the floor(u (n - k))-th of the usable points not
+    taken yet (a loop over a list it removes them from), whatever the mask; every usable point is
+    then equally likely."""
+    epnp_module = importlib.import_module("hfl_lite.geometry.epnp")
+    g = torch.Generator().manual_seed(12)
+    A, H, S, N = 6, 50, 5, 13
+    usable = torch.rand(A, N, generator=g) < 0.6
+    usable[:, torch.randperm(N, generator=g)[:S]] = True
+    usable[0] = True
+    draws = torch.rand(A, H, S, generator=g)
+    order = torch.argsort(usable.logical_not().byte(), dim=1, stable=True)
+    picks = epnp_module._draw_minimal_sets(draws, order, usable.sum(1))
+    for a in range(A):
+        for h in range(H):
+            left = usable[a].nonzero().flatten().tolist()
+            expected = [left.pop(int(float(u) * len(left))) for u in draws[a, h]]
+            assert picks[a, h].tolist() == expected
+    many = epnp_module._draw_minimal_sets(torch.rand(1, 20000, S, generator=g), order[3:4], usable[3:4].sum(1))
+    share = torch.bincount(many.flatten(), minlength=N) / many.numel()
+    n = int(usable[3].sum())
+    assert torch.allclose(share[usable[3]], torch.full((n,), 1 / n), atol=0.01) and not share[~usable[3]].any()
+
+
 def test_rows_lays_out_and_cleans_like_a_loop_over_the_points():
     """``_rows`` (both its paths: inputs with nothing to clean skip the cleaning) against a loop
     over the correspondences: a point is kept when its six values are finite and its weight
-    positive, else all six are zero."""
+    positive; otherwise its weight is zero and its values finite: zero where one was not finite,
+    and zero or as given where the weight was zero or negative."""
     epnp_module = importlib.import_module("hfl_lite.geometry.epnp")
     X, x, K = (torch.from_numpy(a) for a in make_problems(5, 7, noise_px=1.0, seed=49)[:3])
     w = torch.rand(5, 7, generator=torch.Generator().manual_seed(49), dtype=torch.float64) + 0.1
     X[1, 2, 0], x[2, 3, 1], X[3, 0, 2] = float("nan"), float("inf"), -float("inf")
     w[0, 4], w[4, 6] = 0.0, -1.0
-    for weights in (None, w):
+    w_zero = w.abs() + 0.1
+    w_zero[0, 4] = 0.0  # with finite values, no cleaning is needed
+    for weights in (None, w, w_zero):
         for bad in (False, True):
             pts = (X, x) if bad else (X.nan_to_num(0.0, 1.0, -1.0), x.nan_to_num(0.0, 1.0, -1.0))
-            wb = None if weights is None else weights if bad else weights.abs() + 0.1
+            wb = None if weights is None else weights if bad or weights is w_zero else weights.abs() + 0.1
             data, k = epnp_module._rows(pts[0].float(), pts[1].float(), K.float(), None if wb is None else wb.float())
             assert data.dtype == k.dtype == torch.float64 and data.shape == (6, 7, 5)
             assert torch.equal(k, K.float().double().reshape(5, 9).T)
@@ -480,8 +513,16 @@ def test_rows_lays_out_and_cleans_like_a_loop_over_the_points():
                 for i in range(7):
                     values = torch.cat([pts[0][b, i].float(), pts[1][b, i].float(),
                                         torch.ones(1) if wb is None else wb[b, i:i + 1].float()]).double()
-                    usable = bool(torch.isfinite(values).all()) and values[5] > 0
-                    assert torch.equal(data[:, i, b], values if usable else torch.zeros(6, dtype=torch.float64))
+                    finite = bool(torch.isfinite(values).all())
+                    if finite and values[5] > 0:
+                        assert torch.equal(data[:, i, b], values)
+                    elif finite:
+                        assert data[5, i, b] == 0 and (torch.equal(data[:5, i, b], values[:5])
+                                                       or not data[:5, i, b].any())
+                    else:
+                        assert not data[:, i, b].any()
+            if weights is w_zero and not bad:
+                assert torch.equal(data[:5, 4, 0], torch.cat([pts[0][0, 4], pts[1][0, 4]]).float().double())
 
 
 def test_written_out_sums_and_picks_match_torch(monkeypatch):

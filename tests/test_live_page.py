@@ -22,7 +22,7 @@ import torch
 from hfl_lite.inference import load_model, predict_image
 from hfl_lite.web import find_onnxruntime_web, write_site
 from hfl_lite.web.browser import chromium_problem, headless_chromium, serve
-from web_checks import CONFIG, compare_with_predict_image, shipped_model_or_skip, torch_keys
+from web_checks import CONFIG, compare_with_predict_image, shipped_model_or_skip, torch_draws
 
 pytestmark = pytest.mark.browser
 
@@ -31,8 +31,8 @@ BUILT = ROOT / "_build" / "html"
 READY = """const done = arguments[arguments.length - 1];
 if (!window.hflLive) done({error: "the page's module did not run (see the browser's log)"});
 else window.hflLive.ready.then(done, (e) => done({error: String(e)}));"""
-RUN = """const [index, keys, done] = arguments;
-window.hflLive.run(index, {random: {keys}}).then(done, (e) => done({error: String(e)}));"""
+RUN = """const [index, draws, done] = arguments;
+window.hflLive.run(index, {random: {draws}}).then(done, (e) => done({error: String(e)}));"""
 STATUS = "const s = document.querySelector('.hfl-live-status'); return s && {text: s.textContent, kind: s.dataset.kind};"
 
 
@@ -68,8 +68,8 @@ def open_page(driver, url: str) -> dict:
 def run_samples(driver, model, base_url: str, config: dict, well_posed: bool, trained: bool) -> None:
     """Run the page on its first two samples and compare each with predict_image."""
     for index, sample in enumerate(config["samples"][:2]):
-        keys = torch_keys(0, 21 * CONFIG["votes"]["rounds"])  # predict's RANSAC draws, replayed in the page
-        js = driver.execute_async_script(RUN, index, keys)
+        draws = torch_draws(0)  # predict's RANSAC draws, replayed in the page
+        js = driver.execute_async_script(RUN, index, draws)
         assert "error" not in js, f"sample {sample['id']}: {js['error']}"
         from hfl_lite.data.sample import read_image
 

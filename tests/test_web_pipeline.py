@@ -28,7 +28,7 @@ from hfl_lite.geometry.voting import decode_votes, offset_targets, vote_topk
 from hfl_lite.inference import check_request, crop_request, estimate_hand_translation, predict_image
 from hfl_lite.errors import UserError
 from hfl_lite.web import find_onnxruntime_web, page_config, sample_frames
-from web_checks import compare_with_predict_image, shipped_model_or_skip, torch_keys
+from web_checks import compare_with_predict_image, shipped_model_or_skip, torch_draws
 
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = ROOT / "tests" / "node_pipeline.mjs"
@@ -259,18 +259,18 @@ def test_ransac_hypotheses_are_the_same_in_javascript():
 
 @needs_node
 def test_ransac_epnp_is_the_same_in_javascript():
-    """30% outliers and 1 px noise: with torch's random keys replayed, the same hypotheses, inliers
+    """30% outliers and 1 px noise: with torch's random draws replayed, the same hypotheses, inliers
     and pose; with the page's own random numbers, the same inliers and pose (the inliers are clear).
     Then settings under which the answer depends on which hypothesis wins (a threshold near the
     noise, one refit, 16 hypotheses; other random draws change 7 of the 8 inlier sets): with torch's
-    keys, the same inliers and pose again."""
+    draws, the same inliers and pose again."""
     g = torch.Generator().manual_seed(5)
     p = random_pnp_problems(8, 60, noise_px=1.0, outlier_ratio=0.3, generator=g)
     expected = [epnp_ransac(p["points_3d"][i:i + 1], p["points_2d"][i:i + 1], p["K"][i:i + 1],
                             generator=torch.Generator().manual_seed(i)) for i in range(8)]
     opts = {**CONFIG["ransac"], "min_inliers": 6}
     problems = [[X.tolist(), x.tolist(), K.tolist(), None] for X, x, K in zip(p["points_3d"], p["points_2d"], p["K"])]
-    replayed = run_node([{"fn": "epnpRansac", "args": [*args, {**opts, "random": {"keys": torch_keys(i, 60)}}]}
+    replayed = run_node([{"fn": "epnpRansac", "args": [*args, {**opts, "random": {"draws": torch_draws(i)}}]}
                          for i, args in enumerate(problems)])
     own = run_node([{"fn": "epnpRansac", "args": [*args, opts]} for args in problems])
     for i, ((R, t, inliers, valid), js, js_own) in enumerate(zip(expected, replayed, own)):
@@ -287,7 +287,7 @@ def test_ransac_epnp_is_the_same_in_javascript():
     expected = [epnp_ransac(p["points_3d"][i:i + 1], p["points_2d"][i:i + 1], p["K"][i:i + 1], **sensitive,
                             generator=torch.Generator().manual_seed(i)) for i in range(8)]
     replayed = run_node([{"fn": "epnpRansac",
-                          "args": [*args, {**opts, **sensitive, "random": {"keys": torch_keys(i, 60)}}]}
+                          "args": [*args, {**opts, **sensitive, "random": {"draws": torch_draws(i)}}]}
                          for i, args in enumerate(problems)])
     assert sum(bool(valid[0]) for *_, valid in expected) >= 6
     for (R, t, inliers, valid), js in zip(expected, replayed):
@@ -321,7 +321,7 @@ def test_pose_from_votes_matches_solve_pose_from_votes():
     config = {key: CONFIG[key] for key in ("roi_size", "votes", "ransac")}
     results = run_node([{"fn": "solvePoseFromVotes", "args": [logits.flatten().tolist(), offsets.flatten().tolist(),
                                                               box[0].tolist(), ctrl3d.tolist(), K.tolist(), config,
-                                                              {"keys": torch_keys(0, 210)}]}
+                                                              {"draws": torch_draws(0)}]}
                         for logits, offsets, box, *_ in cases])
     for (*_, expected, R), js in zip(cases, results):
         assert js["valid"] and bool(expected.valid[0])
@@ -354,7 +354,7 @@ def test_predict_image_in_javascript_equals_python(weights, request, tmp_path):
     calls, expected = [], []
     for i, (entry, image) in enumerate(frames):
         request = {"handBox": entry["hand_box"], "objBox": entry["obj_box"], "K": entry["K"], "ctrl3d": entry["ctrl3d"],
-                   "random": {"keys": torch_keys(0, 21 * CONFIG["votes"]["rounds"])}}  # predict's RANSAC draws
+                   "random": {"draws": torch_draws(0)}}  # predict's RANSAC draws
         calls.append({"fn": "predictImage", "args": [{"image": str(i)}, request, config]})
         expected.append(predict_image(model, image, entry["hand_box"], entry["obj_box"], torch.tensor(entry["ctrl3d"]),
                                       torch.tensor(entry["K"]), generator=torch.Generator().manual_seed(0)))

@@ -17,12 +17,12 @@ from hfl_lite.web import page_config
 CONFIG = page_config()
 
 
-def torch_keys(seed: int, n: int) -> list[float]:
-    """The random keys epnp_ransac draws for one problem of ``n`` points with a generator seeded
-    ``seed`` (``torch.rand(1, chunk, n)`` per chunk of hypotheses), for the JavaScript to replay."""
+def torch_draws(seed: int) -> list[float]:
+    """The random numbers epnp_ransac draws for one problem with a generator seeded ``seed``
+    (``torch.rand(1, chunk, sample_size)`` per chunk of hypotheses), for the JavaScript to replay."""
     g = torch.Generator().manual_seed(seed)
-    chunk, iterations = CONFIG["ransac"]["chunk"], CONFIG["ransac"]["iterations"]
-    return torch.cat([torch.rand(1, chunk, n, generator=g).flatten() for _ in range(-(-iterations // chunk))]).tolist()
+    chunk, iterations, size = (CONFIG["ransac"][k] for k in ("chunk", "iterations", "sample_size"))
+    return torch.cat([torch.rand(1, chunk, size, generator=g).flatten() for _ in range(-(-iterations // chunk))]).tolist()
 
 
 def shipped_model_or_skip():

@@ -102,7 +102,7 @@ def call_compiled(fn: Callable, tensors: tuple[torch.Tensor, ...], dynamic: tupl
     compiling is unusable: then one warning names the reason.
 
     ``fn`` must be a module-level function (its compiled form is kept for the process) that
-    returns a tuple of tensors, batch first; ``tensors`` carry the batch in the dimensions
+    returns a tensor or a tuple of tensors, batch first; ``tensors`` carry the batch in the dimensions
     ``batch_dims`` (one per tensor; default: the first of each), and ``dynamic`` names, per
     tensor, the dimensions whose size may change from call to call (the batch among them).
     The tensors are made contiguous and a batch of one is solved as two copies of the problem:
@@ -129,7 +129,9 @@ def call_compiled(fn: Callable, tensors: tuple[torch.Tensor, ...], dynamic: tupl
         _failure = f"torch.compile failed ({_first_line(error)})"
         _warn(_failure)
         return fn(*tensors, *args, **kwargs)
-    return tuple(t[:1] for t in out) if single else out
+    if not single:
+        return out
+    return out[:1] if isinstance(out, torch.Tensor) else tuple(t[:1] for t in out)
 
 
 @functools.cache

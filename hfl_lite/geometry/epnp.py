@@ -662,6 +662,11 @@ def _solver(compiled: bool):
     return _epnp_compiled if compiled else _epnp
 
 
+def _rows_solver(compiled: bool):
+    """:func:`_epnp_rows`, or :func:`_epnp_rows_compiled` when ``compiled``."""
+    return _epnp_rows_compiled if compiled else _epnp_rows
+
+
 def _epnp_compiled(points_3d, points_2d, K, weights, min_points, *args, **kwargs):
     """:func:`_epnp` through ``torch.compile`` (:func:`call_compiled`): the inputs laid out
     and cleaned by :func:`_rows` before the compiled graph (at batch 1024 and 21 points, 0.1 ms
@@ -670,18 +675,22 @@ def _epnp_compiled(points_3d, points_2d, K, weights, min_points, *args, **kwargs
     compiled in as a constant): calls with either input dtype, with and without weights, and
     with any ``min_points`` (RANSAC's refits use 6, ``epnp`` 4 by default) share one
     compilation."""
-    data, k = _rows(points_3d, points_2d, K, weights)
-    needed = torch.full(points_3d.shape[:1], min_points, dtype=torch.long, device=points_3d.device)
+    return _epnp_rows_compiled(*_rows(points_3d, points_2d, K, weights), min_points, *args, **kwargs)
+
+
+def _epnp_rows_compiled(data, k, min_points, *args, **kwargs):
+    """:func:`_epnp_rows` through ``torch.compile`` (see :func:`_epnp_compiled`)."""
+    needed = torch.full(data.shape[2:], min_points, dtype=torch.long, device=data.device)
     return call_compiled(_epnp_rows, (data, k, needed), ((1, 2), (1,), (0,)), *args, batch_dims=(2, 1, 0), **kwargs)
 
 
 def _rows(points_3d, points_2d, K, weights) -> tuple[torch.Tensor, torch.Tensor]:
     """The solver's inputs in the work dtype, coordinates first and batch last: ``data [6, N, B]``
     (the points' three coordinates, the two pixel coordinates, the weights: unit ones for None)
-    with the unusable correspondences zeroed, and the intrinsics ``k [9, B]`` (row-major entries
-    of ``K``). A correspondence is usable when its six values are finite (their sum is finite
-    exactly when they are, short of overflow) and its weight positive; from here on a zero
-    weight marks the others."""
+    and the intrinsics ``k [9, B]`` (row-major entries of ``K``). A correspondence is usable when
+    its six values are finite (their sum is finite exactly when they are, short of overflow) and
+    its weight positive; from here on a zero weight marks the others, whose values are finite
+    (zeroed where they were not, or where the weight was negative)."""
     B, N = points_3d.shape[:2]
     data = torch.empty(6, N, B, dtype=_work_dtype(points_3d.device), device=points_3d.device)
     data[:3].copy_(points_3d.permute(2, 1, 0))
@@ -693,9 +702,10 @@ def _rows(points_3d, points_2d, K, weights) -> tuple[torch.Tensor, torch.Tensor]
     k = K.to(data.dtype).reshape(B, 9).T
     # called eagerly on a CPU, inputs with nothing to clean (the usual case) skip the cleaning:
     # one sum over them costs a twentieth of it (on a GPU the test would wait for the device, and
-    # a compiled graph, such as RANSAC's search, cannot branch on it)
+    # a compiled graph, such as RANSAC's search, cannot branch on it); finite values of zero weight
+    # add nothing to any sum the solver takes, and can stay (as in RANSAC's refits)
     if data.device.type == "cpu" and not torch.compiler.is_compiling() and data.sum().isfinite() \
-            and (weights is None or (data[5] > 0).all()):
+            and (weights is None or (data[5] >= 0).all()):
         return data, k
     # a few eager operations: cleaned inside a compiled graph, every loop over the points would
     # test and select each value again
@@ -755,53 +765,95 @@ def _epnp_rows(data, k, min_points, gauss_newton_iters, refine_iters, candidates
 
 # dimensions of _hypotheses' tensors that change from call to call: samples still searching,
 # hypotheses in the chunk (the last chunk can be shorter), correspondences
-_HYPOTHESES_DYNAMIC = ((0, 1, 2), (0, 1), (0, 1), (0,), (0, 1), (0, 1))
+_HYPOTHESES_DYNAMIC = ((0, 1), (0, 2), (0, 2), (0,), (0, 1), (0, 1), (0,))
+
+# and of _inliers': samples, correspondences
+_INLIERS_DYNAMIC = ((0, 2), (0, 2), (0,), (0,), (0,), (0, 1))
 
 
-def _hypotheses(keys: torch.Tensor, X: torch.Tensor, x: torch.Tensor, K: torch.Tensor, usable: torch.Tensor,
-                Xh: torch.Tensor, thr2: float, sample_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _draw_minimal_sets(draws: torch.Tensor, order: torch.Tensor, n_usable: torch.Tensor) -> torch.Tensor:
+    """Indices ``[A, H, S]`` of ``S`` distinct usable points for each of ``H`` hypotheses, drawn
+    uniformly: ``draws [A, H, S]`` uniform numbers in [0, 1), ``order [A, N]`` each sample's usable
+    points first (in increasing index), ``n_usable [A]`` their number (>= S). The k-th point is the
+    ``floor(draw * (n - k))``-th of the ``n - k`` usable points not taken yet: its rank is moved
+    past every rank already taken, in increasing order (which the taken ranks are kept in). Element-wise
+    work on ``[A, H]`` only: a random key per point and a search for the smallest ones cost
+    ``N / S`` times more."""
+    A, H, S = draws.shape
+    n = n_usable.view(A, 1)
+    taken, ranks = [], []  # taken: the ranks drawn so far, in increasing order
+    for k in range(S):
+        rank = torch.minimum((draws[..., k].double() * (n - k)).floor().long(), n - k - 1)
+        for previous in taken:
+            rank = rank + (rank >= previous).long()
+        ranks.append(rank)
+        sorted_taken = []
+        for previous in taken:  # insert the new rank
+            sorted_taken.append(torch.minimum(previous, rank))
+            rank = torch.maximum(previous, rank)
+        taken = sorted_taken + [rank]
+    return order.gather(1, torch.stack(ranks, -1).view(A, H * S)).view(A, H, S)
+
+
+def _hypotheses(draws: torch.Tensor, X: torch.Tensor, x: torch.Tensor, K: torch.Tensor, usable: torch.Tensor,
+                order: torch.Tensor, n_usable: torch.Tensor, thr2: float) -> tuple[torch.Tensor, torch.Tensor]:
     """One chunk of the RANSAC search for ``A`` samples, ``H`` hypotheses each, with no
     data-dependent branch (``torch.compile`` fuses it whole).
 
-    ``keys [A, H, N]`` uniform random numbers: each hypothesis' minimal set is the
-    ``sample_size`` usable points with the smallest keys (taken one by one, in increasing key
-    order). ``X [A, N, 3]``, ``x [A, N, 2]``, ``K [A, 3, 3]``, ``usable [A, N]`` bool, ``Xh [A, N, 4]``
-    the homogeneous ``X``; ``thr2`` the squared inlier threshold (px^2). Each set is fitted by
-    EPnP from the two-kernel-vector start with one Gauss-Newton step and scored by the
-    truncated squared reprojection error over all usable points (MSAC; an invalid fit costs
-    ``inf``). Returns the best hypothesis' cost ``[A]`` and its inliers ``[A, N]`` bool."""
-    A, H, N = keys.shape
-    keys = torch.where(usable.unsqueeze(1), keys, torch.full_like(keys, 2.0))
-    taken = torch.full_like(keys[..., :1], 3.0)
-    picks = []
-    for _ in range(sample_size):
-        pick = keys.argmin(-1, keepdim=True)  # [A, H, 1]
-        picks.append(pick)
-        keys = keys.scatter(-1, pick, taken)
-    pick = torch.cat(picks, -1).reshape(A, H * sample_size, 1)
-    R, t, valid = _epnp(X.gather(1, pick.expand(-1, -1, 3)).view(A * H, sample_size, 3),
-                        x.gather(1, pick.expand(-1, -1, 2)).view(A * H, sample_size, 2),
-                        K.unsqueeze(1).expand(A, H, 3, 3).reshape(A * H, 3, 3), None, 4, 1, 0, candidates=(2,))
-    e2 = _sq_reprojection_errors(Xh, x, K, R.view(A, H, 3, 3), t.view(A, H, 3))  # [A, N, H]
-    cost = (e2.clamp_max(thr2) * usable.unsqueeze(-1)).sum(1)
+    ``draws [A, H, S]`` uniform random numbers, ``order [A, N]`` and ``n_usable [A]``: each
+    hypothesis' minimal set of ``S`` usable points (:func:`_draw_minimal_sets`). ``X [A, 3, N]``,
+    ``x [A, 2, N]`` (coordinates first), ``K [A, 3, 3]``, ``usable [A, N]`` bool; ``thr2`` the squared
+    inlier threshold (px^2). Each set is fitted by EPnP from the two-kernel-vector start with one
+    Gauss-Newton step and scored by the truncated squared reprojection error over all usable
+    points (MSAC; an invalid fit costs ``inf``). Returns the best hypothesis' cost ``[A]`` and its
+    inliers ``[A, N]`` bool: its errors are computed again rather than kept for every hypothesis
+    (compiled, the scores are sums whose terms are never stored)."""
+    A, H, S = draws.shape
+    pick = _draw_minimal_sets(draws, order, n_usable).view(A, 1, H * S)
+
+    def minimal_sets(points):  # [A, C, N] -> [A * H, S, C]
+        return points.gather(2, pick.expand(-1, points.shape[1], -1)).view(A, -1, H, S).permute(0, 2, 3, 1) \
+            .reshape(A * H, S, -1)
+
+    R, t, valid = _epnp(minimal_sets(X), minimal_sets(x), K.unsqueeze(1).expand(A, H, 3, 3).reshape(A * H, 3, 3),
+                        None, 4, 1, 0, candidates=(2,))
+    R, t = R.view(A, H, 3, 3), t.view(A, H, 3)
+    e2 = _sq_reprojection_errors(X, x, _projections(K, R, t))  # [A, H, N]
+    cost = torch.where(usable.unsqueeze(1), e2.clamp_max(thr2), torch.zeros_like(e2)).sum(-1)
     cost = torch.where(valid.view(A, H), cost, torch.full_like(cost, float("inf")))
     best_cost, best = cost.min(-1)
-    inliers = (e2.gather(2, best.view(A, 1, 1).expand(A, N, 1)).squeeze(2) < thr2) & usable
-    return best_cost, inliers
+    R_best = R.gather(1, best.view(A, 1, 1, 1).expand(A, 1, 3, 3)).squeeze(1)
+    return best_cost, _inliers(X, x, K, R_best, t.gather(1, best.view(A, 1, 1).expand(A, 1, 3)).squeeze(1), usable, thr2)
 
 
-def _sq_reprojection_errors(Xh: torch.Tensor, x: torch.Tensor, K: torch.Tensor, R: torch.Tensor,
-                            t: torch.Tensor) -> torch.Tensor:
-    """Squared pixel reprojection errors ``[B, N, H]`` of ``H`` poses per sample at once:
-    ``Xh [B, N, 4]`` homogeneous object points, ``x [B, N, 2]`` pixels, ``K [B, 3, 3]``,
-    ``R [B, H, 3, 3]``, ``t [B, H, 3]``; points behind the camera (or not finite) get ``inf``.
-    All poses of a sample are projected by one matrix product with their ``K [R | t]``."""
-    B, H = R.shape[:2]
-    P = K.unsqueeze(1) @ torch.cat([R, t.unsqueeze(-1)], -1)  # [B, H, 3, 4]
-    uvw = Xh @ P.transpose(1, 2).reshape(B, 3 * H, 4).mT  # [B, N, 3H]: u of every pose, then v, then w
-    u, v, w = uvw.split(H, -1)
-    du = torch.addcmul(u, x[..., :1], w, value=-1.0)
-    dv = torch.addcmul(v, x[..., 1:], w, value=-1.0)
+def _inliers(X: torch.Tensor, x: torch.Tensor, K: torch.Tensor, R: torch.Tensor, t: torch.Tensor, usable: torch.Tensor,
+             thr2: float) -> torch.Tensor:
+    """``[B, N]`` bool: the usable points (``usable [B, N]``) that the poses ``R [B, 3, 3]``,
+    ``t [B, 3]`` project within the threshold (squared error below ``thr2``, px^2); ``X [B, 3, N]``,
+    ``x [B, 2, N]`` (coordinates first), ``K [B, 3, 3]``."""
+    return (_sq_reprojection_errors(X, x, _projections(K, R.unsqueeze(1), t.unsqueeze(1)))[:, 0] < thr2) & usable
+
+
+def _projections(K: torch.Tensor, R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Projection matrices ``K [R | t]`` ``[B, H, 3, 4]`` of ``H`` poses per sample: ``K [B, 3, 3]``,
+    ``R [B, H, 3, 3]``, ``t [B, H, 3]``."""
+    Rt = torch.cat([R, t.unsqueeze(-1)], -1)
+    k = K.unsqueeze(1).unsqueeze(-1)  # [B, 1, 3, 3, 1]; compiled, three products per entry, not a matrix call each
+    return k[..., 0, :] * Rt[..., :1, :] + k[..., 1, :] * Rt[..., 1:2, :] + k[..., 2, :] * Rt[..., 2:, :]
+
+
+def _sq_reprojection_errors(X: torch.Tensor, x: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+    """Squared pixel reprojection errors ``[B, H, N]`` of ``H`` poses per sample:
+    ``X [B, 3, N]`` object points and ``x [B, 2, N]`` pixels (coordinates first), ``P [B, H, 3, 4]``
+    their projection matrices (:func:`_projections`); points behind the camera (or not finite) get
+    ``inf``. Written as products of the matrices' entries with rows of the points, so that,
+    compiled, each error is computed where it is used, in loops along the points."""
+    X0, X1, X2 = (c.unsqueeze(1) for c in X.unbind(1))  # [B, 1, N]
+    p = P.unsqueeze(-1)  # [B, H, 3, 4, 1]
+    u, v, w = (torch.addcmul(torch.addcmul(torch.addcmul(p[:, :, r, 3], p[:, :, r, 0], X0), p[:, :, r, 1], X1),
+                             p[:, :, r, 2], X2) for r in range(3))
+    du = torch.addcmul(u, x[:, None, 0], w, value=-1.0)
+    dv = torch.addcmul(v, x[:, None, 1], w, value=-1.0)
     e2 = torch.addcmul(du * du, dv, dv) / (w * w)
     return torch.where((w > 0) & torch.isfinite(e2), e2, torch.full_like(e2, float("inf")))
 
@@ -824,7 +876,9 @@ def epnp_ransac(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tenso
     (``e_i < threshold_px``) are then refitted by :func:`epnp` with their weights, and the
     inlier set updated, ``refit_rounds`` times. Defaults follow OpenCV's ``solvePnPRansac``
     (100 iterations, 8 px, 0.99) and the reference code's rule of at least 6 points.
-    The random draws come only from ``generator``: the result repeats exactly for a seed.
+    The random draws (``sample_size`` uniform numbers per hypothesis: the k-th picks one of the
+    usable correspondences not yet taken) come only from ``generator``: the result repeats
+    exactly for a seed.
 
     Memory grows as ``B * chunk * N``.
 
@@ -833,9 +887,9 @@ def epnp_ransac(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tenso
         weights ``[B, N]`` as in :func:`epnp` (used in the refits).
         generator: random generator on the inputs' device (default: torch's global one).
         compiled: run through ``torch.compile`` each chunk of the search (drawing the minimal
-            sets, fitting and scoring them: :func:`_hypotheses`) and the refits (:func:`epnp`'s
-            compiled solver, shared with ``epnp(..., compiled=True)``): two compilations; the
-            loop around them stays eager.
+            sets, fitting and scoring them: :func:`_hypotheses`), the refits (:func:`epnp`'s
+            compiled solver, shared with ``epnp(..., compiled=True)``) and their inlier tests
+            (:func:`_inliers`): three compilations; the loop around them stays eager.
 
     Returns:
         ``(R [B, 3, 3], t [B, 3], inliers [B, N] bool, valid [B] bool)``. ``valid`` needs a
@@ -861,7 +915,8 @@ def epnp_ransac(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tenso
 def _ransac(points_3d, points_2d, K, weights, iterations, thr2, min_inliers, confidence, sample_size, chunk,
             refit_rounds, refine_iters, generator, compiled):
     """:func:`epnp_ransac` after the argument checks, in the work dtype; ``compiled``: the
-    hypotheses (:func:`_hypotheses`) and the refits run through ``torch.compile``."""
+    hypotheses (:func:`_hypotheses`), the refits and their inlier tests run through
+    ``torch.compile``."""
     B, N = points_3d.shape[:2]
     device = points_3d.device
     wd = _work_dtype(device)
@@ -876,8 +931,10 @@ def _ransac(points_3d, points_2d, K, weights, iterations, thr2, min_inliers, con
         return R_fb, t_fb, no_inliers, torch.zeros(B, dtype=torch.bool, device=device)
     X = torch.where(usable.unsqueeze(-1), X, torch.zeros_like(X))
     x = torch.where(usable.unsqueeze(-1), x, torch.zeros_like(x))
-    Xh = torch.cat([X, torch.ones_like(X[..., :1])], -1)
+    Xt, xt = X.transpose(1, 2).contiguous(), x.transpose(1, 2).contiguous()  # the scores run along the points
+    data, k = _rows(X, x, Kd, w)  # the refits' inputs: from one refit to the next only the weights change
     n_usable = usable.sum(-1)
+    order = torch.argsort(usable.logical_not().byte(), dim=1, stable=True)  # usable points first
 
     best_cost = torch.full((B,), float("inf"), dtype=wd, device=device)
     best_inliers = no_inliers
@@ -887,10 +944,11 @@ def _ransac(points_3d, points_2d, K, weights, iterations, thr2, min_inliers, con
     while done < iterations and bool(active.any()):
         ids = active.nonzero().squeeze(1)
         A, H = ids.numel(), min(chunk, iterations - done)
-        keys = torch.rand(A, H, N, generator=generator, device=device)
-        hypothesis_args = (keys, X[ids], x[ids], Kd[ids], usable[ids], Xh[ids])
-        chunk_cost, chunk_inliers = call_compiled(_hypotheses, hypothesis_args, _HYPOTHESES_DYNAMIC, thr2, sample_size) \
-            if compiled else _hypotheses(*hypothesis_args, thr2, sample_size)
+        draws = torch.rand(A, H, sample_size, generator=generator, device=device)
+        hypothesis_args = (draws,) + ((Xt, xt, Kd, usable, order, n_usable) if A == B else
+                                      (Xt[ids], xt[ids], Kd[ids], usable[ids], order[ids], n_usable[ids]))
+        chunk_cost, chunk_inliers = call_compiled(_hypotheses, hypothesis_args, _HYPOTHESES_DYNAMIC, thr2) \
+            if compiled else _hypotheses(*hypothesis_args, thr2)
         better = chunk_cost < best_cost[ids]
         best_cost = best_cost.index_put((ids,), torch.where(better, chunk_cost, best_cost[ids]))
         best_inliers = best_inliers.index_put((ids,), torch.where(better.unsqueeze(-1), chunk_inliers, best_inliers[ids]))
@@ -904,10 +962,11 @@ def _ransac(points_3d, points_2d, K, weights, iterations, thr2, min_inliers, con
     valid = torch.zeros(B, dtype=torch.bool, device=device)
     R, t = R_fb, t_fb
     for _ in range(max(refit_rounds, 1)):
-        R, t, valid = _solver(compiled)(X, x, Kd, torch.where(inliers, w, torch.zeros_like(w)),
-                                        max(4, min(min_inliers, N)), _GAUSS_NEWTON_ITERS, refine_iters)
-        e2 = _sq_reprojection_errors(Xh, x, Kd, R.unsqueeze(1), t.unsqueeze(1)).squeeze(-1)
-        inliers = (e2 < thr2) & usable & valid.unsqueeze(-1)
+        data[5] = torch.where(inliers, w, torch.zeros_like(w)).T
+        R, t, valid = _rows_solver(compiled)(data, k, max(4, min(min_inliers, N)), _GAUSS_NEWTON_ITERS, refine_iters)
+        inlier_args = (Xt, xt, Kd, R, t, usable)
+        inliers = (call_compiled(_inliers, inlier_args, _INLIERS_DYNAMIC, thr2) if compiled
+                   else _inliers(*inlier_args, thr2)) & valid.unsqueeze(-1)
     valid = valid & (inliers.sum(-1) >= min_inliers)
     return torch.where(valid[:, None, None], R, R_fb), torch.where(valid[:, None], t, t_fb), inliers, valid
 

@@ -373,13 +373,13 @@ async function mountAll() {
     const ready = page.start().then(() => page, (error) => { page.fail(error); throw error; });
     window.hflLive = {
       ready: ready.then(() => ({ threads: page.threads, samples: page.config.samples.length })),
-      /** Run on sample `index`; options: {random: {keys: [...]}} replays RANSAC's random numbers. */
+      /** Run on sample `index`; options: {random: {draws: [...]}} replays RANSAC's random numbers. */
       run: async (index, options = {}) => {
         await ready;
         await page.select(index);
-        const keys = options.random && options.random.keys;
+        const draws = options.random && options.random.draws;
         let i = 0;
-        await page.run(keys ? { random: () => keys[i++] } : {});
+        await page.run(draws ? { random: () => draws[i++] } : {});
         return page.plainResult();
       },
       page,

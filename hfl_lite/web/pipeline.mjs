@@ -20,9 +20,10 @@
 // through the page's config.json (hfl_lite.web.page_config), so they are written once.
 // tests/test_web_pipeline.py runs each function under Node on the inputs of the Python one and
 // compares. Matrices are arrays of rows; points arrays of [x, y] or [x, y, z]; all float64.
-// RANSAC draws its samples as the Python does (the usable points with the smallest random keys), from
-// a seeded generator of its own (mulberry32) unless given the keys torch drew: with torch's keys both
-// take the same hypotheses, which is how the tests compare them on votes that leave the pose ambiguous.
+// RANSAC draws its samples as the Python does (sample_size uniform numbers per hypothesis, each
+// picking one of the usable points not taken yet), from a seeded generator of its own (mulberry32)
+// unless given the numbers torch drew: with torch's draws both take the same hypotheses, which is how
+// the tests compare them on votes that leave the pose ambiguous.
 
 // ------------------------------------------------------------------ small linear algebra
 const dot = (a, b) => a.reduce((s, v, i) => s + v * b[i], 0);
@@ -545,7 +546,8 @@ export function epnp(X, x, K, w = null, {
   const weight = w || new Array(N).fill(1);
   // usable: the sum of a point's six values finite (as the Python tests it) and a positive weight
   const usable = X.map((p, i) => Number.isFinite(p[0] + p[1] + p[2] + x[i][0] + x[i][1] + weight[i]) && weight[i] > 0);
-  const nUsable = usable.filter(Boolean).length;
+  const usableIndex = X.map((_, i) => i).filter((i) => usable[i]);
+  const nUsable = usableIndex.length;
   const k = K.flat();
   const kOk = k.every(Number.isFinite) && Math.abs(k[0]) > 1e-12 && Math.abs(k[4]) > 1e-12 && k[3] === 0
     && k[6] === 0 && k[7] === 0 && k[8] !== 0;
@@ -577,6 +579,25 @@ export function randomSource(seed) {
 }
 
 /**
+ * sampleSize distinct points of usableIndex, drawn uniformly (epnp._draw_minimal_sets): the k-th is
+ * the floor(u (n - k))-th of the n - k not taken yet, its rank moved past the taken ranks in
+ * increasing order.
+ */
+function drawMinimalSet(usableIndex, sampleSize, random) {
+  const n = usableIndex.length;
+  const taken = [];
+  const pick = [];
+  for (let k = 0; k < sampleSize; k++) {
+    let rank = Math.min(Math.floor(random() * (n - k)), n - k - 1);
+    for (const previous of taken) if (rank >= previous) rank += 1;
+    pick.push(usableIndex[rank]);
+    taken.push(rank);
+    taken.sort((a, b) => a - b);
+  }
+  return pick;
+}
+
+/**
  * RANSAC around EPnP for one problem (hfl_lite.geometry.epnp.epnp_ransac, step for step): each
  * hypothesis is EPnP on `sampleSize` usable points drawn uniformly, from the two-kernel-vector start
  * with one Gauss-Newton step, `chunk` at a time; scored by the truncated squared reprojection error
@@ -585,8 +606,8 @@ export function randomSource(seed) {
  * `iterations`; the best hypothesis' inliers are refitted by epnp with their weights `refitRounds`
  * times. opts: config.ransac (iterations, threshold_px, confidence, sample_size, chunk, refit_rounds)
  * plus min_inliers and random (a function giving uniform numbers in [0, 1); default randomSource(0)).
- * Each hypothesis takes one number per point (its key) and uses the usable points with the smallest
- * keys, in the order of torch.rand(1, chunk, N) in the Python. Returns {R, t, inliers [N] bool, valid}.
+ * Each hypothesis takes sample_size numbers (drawMinimalSet), in the order of
+ * torch.rand(1, chunk, sample_size) in the Python. Returns {R, t, inliers [N] bool, valid}.
  */
 export function epnpRansac(X, x, K, w, opts) {
   const { iterations, threshold_px: thresholdPx, confidence, sample_size: sampleSize, chunk,
@@ -601,7 +622,8 @@ export function epnpRansac(X, x, K, w, opts) {
   const Xu = X.map((p, i) => (usable[i] ? p : [0, 0, 0]));
   const xu = x.map((p, i) => (usable[i] ? p : [0, 0]));
   const thr2 = thresholdPx ** 2;
-  const nUsable = usable.filter(Boolean).length;
+  const usableIndex = X.map((_, i) => i).filter((i) => usable[i]);
+  const nUsable = usableIndex.length;
   // squared pixel errors of every point under K [R | t] (epnp._sq_reprojection_errors): behind the
   // camera or not finite -> Infinity
   const sqErrors = (R, t) => {
@@ -622,8 +644,7 @@ export function epnpRansac(X, x, K, w, opts) {
     const H = Math.min(chunk, iterations - done);
     let chunkCost = Infinity, chunkErrors = null;
     for (let hyp = 0; hyp < H; hyp++) {
-      const keys = X.map((_, i) => { const key = random(); return usable[i] ? key : 2; });
-      const pick = keys.map((_, i) => i).sort((a, b) => keys[a] - keys[b] || a - b).slice(0, sampleSize);
+      const pick = drawMinimalSet(usableIndex, sampleSize, random);
       const fit = epnp(pick.map((i) => Xu[i]), pick.map((i) => xu[i]), K, null,
         { gaussNewtonIters: 1, candidates: [2] });
       const e2 = sqErrors(fit.R, fit.t);
