@@ -56,7 +56,8 @@ until the fallback replaces them (the dummy problem is there for gradients, whic
 has none of); the per-point data lie points first and batch last, so that each moment is a
 sum over the points in loops that run over the batch in vectors (no matrix product); and
 :func:`epnp_ransac` compiles each chunk of its search whole (drawing, fitting and scoring the
-hypotheses). The compiled solver's inputs are laid out and cleaned of unusable points by a few
+hypotheses, each score a sum of errors that are never stored) and the inlier test after each
+refit. The compiled solver's inputs are laid out and cleaned of unusable points by a few
 eager operations first (:func:`_rows`): inside the graph, TorchInductor would read every
 problem's points and intrinsics with strided loads and test each value again in every loop over
 the points (with the moments, a third of the generated code's time at batch 1024); inputs with
