@@ -102,9 +102,10 @@ def call_compiled(fn: Callable, tensors: tuple[torch.Tensor, ...], dynamic: tupl
     compiling is unusable: then one warning names the reason.
 
     ``fn`` must be a module-level function (its compiled form is kept for the process) that
-    returns a tensor or a tuple of tensors, batch first; ``tensors`` carry the batch in the dimensions
-    ``batch_dims`` (one per tensor; default: the first of each), and ``dynamic`` names, per
-    tensor, the dimensions whose size may change from call to call (the batch among them).
+    returns a tensor or a tuple of tensors, batch first; ``tensors`` carry the batch in the
+    dimensions ``batch_dims`` (one per tensor; default: the first of each), and ``dynamic``
+    names, per tensor, the dimensions whose size may change from call to call (the batch among
+    them).
     The tensors are made contiguous and a batch of one is solved as two copies of the problem:
     another layout, or a size of one (which ``torch.compile`` never treats as dynamic), would
     be compiled anew. The compiled call runs without gradients."""

@@ -546,8 +546,7 @@ export function epnp(X, x, K, w = null, {
   const weight = w || new Array(N).fill(1);
   // usable: the sum of a point's six values finite (as the Python tests it) and a positive weight
   const usable = X.map((p, i) => Number.isFinite(p[0] + p[1] + p[2] + x[i][0] + x[i][1] + weight[i]) && weight[i] > 0);
-  const usableIndex = X.map((_, i) => i).filter((i) => usable[i]);
-  const nUsable = usableIndex.length;
+  const nUsable = usable.filter(Boolean).length;
   const k = K.flat();
   const kOk = k.every(Number.isFinite) && Math.abs(k[0]) > 1e-12 && Math.abs(k[4]) > 1e-12 && k[3] === 0
     && k[6] === 0 && k[7] === 0 && k[8] !== 0;
