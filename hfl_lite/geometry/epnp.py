@@ -672,8 +672,8 @@ def _epnp_compiled(points_3d, points_2d, K, weights, min_points, *args, **kwargs
     """:func:`_epnp` through ``torch.compile`` (:func:`call_compiled`): the inputs laid out
     and cleaned by :func:`_rows` before the compiled graph (at batch 1024 and 21 points, 0.1 ms
     eagerly for inputs with nothing to clean, 0.3 ms with the cleaning; inside the graph the same
-    steps and the moments took 1.1 ms, against 0.4 ms for the moments of clean rows), and ``min_points`` as a per-sample tensor (an integer would be
-    compiled in as a constant): calls with either input dtype, with and without weights, and
+    steps and the moments took 1.1 ms, against 0.4 ms for the moments of clean rows), and
+    ``min_points`` as a per-sample tensor (an integer would be compiled in as a constant): calls with either input dtype, with and without weights, and
     with any ``min_points`` (RANSAC's refits use 6, ``epnp`` 4 by default) share one
     compilation."""
     return _epnp_rows_compiled(*_rows(points_3d, points_2d, K, weights), min_points, *args, **kwargs)
@@ -777,9 +777,9 @@ def _draw_minimal_sets(draws: torch.Tensor, order: torch.Tensor, n_usable: torch
     uniformly: ``draws [A, H, S]`` uniform numbers in [0, 1), ``order [A, N]`` each sample's usable
     points first (in increasing index), ``n_usable [A]`` their number (>= S). The k-th point is the
     ``floor(draw * (n - k))``-th of the ``n - k`` usable points not taken yet: its rank is moved
-    past every rank already taken, in increasing order (which the taken ranks are kept in). Element-wise
-    work on ``[A, H]`` only: a random key per point and a search for the smallest ones cost
-    ``N / S`` times more."""
+    past every rank already taken, in increasing order (which the taken ranks are kept in).
+    Element-wise work on ``[A, H]`` only: a random key per point and a search for the smallest
+    ones cost ``N / S`` times more."""
     A, H, S = draws.shape
     n = n_usable.view(A, 1)
     taken, ranks = [], []  # taken: the ranks drawn so far, in increasing order
@@ -921,19 +921,18 @@ def _ransac(points_3d, points_2d, K, weights, iterations, thr2, min_inliers, con
     B, N = points_3d.shape[:2]
     device = points_3d.device
     wd = _work_dtype(device)
-    X, x, Kd = points_3d.to(wd), points_2d.to(wd), K.to(wd)
-    w = torch.ones(B, N, dtype=wd, device=device) if weights is None else weights.to(wd)
-    # finite tests over rows (coordinates first), not over the last few values of each point
-    finite = torch.isfinite(torch.cat([X.permute(2, 0, 1), x.permute(2, 0, 1), w.unsqueeze(0)]).sum(0))
-    usable = finite & (w > 0) & torch.isfinite(Kd.reshape(B, 9).T).all(0).unsqueeze(-1)
+    Kd = K.to(wd)
+    # laid out and cleaned once: the refits' inputs (from one refit to the next only the weights
+    # change), and a zero weight marks every unusable correspondence
+    data, k = _rows(points_3d, points_2d, K, weights)
+    w = data[5].T.clone()
+    usable = (w > 0) & torch.isfinite(k).all(0).unsqueeze(-1)
     no_inliers = torch.zeros(B, N, dtype=torch.bool, device=device)
     R_fb, t_fb = _fallback(B, wd, device)
     if N < sample_size:
         return R_fb, t_fb, no_inliers, torch.zeros(B, dtype=torch.bool, device=device)
-    X = torch.where(usable.unsqueeze(-1), X, torch.zeros_like(X))
-    x = torch.where(usable.unsqueeze(-1), x, torch.zeros_like(x))
-    Xt, xt = X.transpose(1, 2).contiguous(), x.transpose(1, 2).contiguous()  # the scores run along the points
-    data, k = _rows(X, x, Kd, w)  # the refits' inputs: from one refit to the next only the weights change
+    # batch first, coordinates then points: the scores run along the points
+    Xt, xt = data[:3].permute(2, 0, 1).contiguous(), data[3:5].permute(2, 0, 1).contiguous()
     n_usable = usable.sum(-1)
     order = torch.argsort(usable.logical_not().byte(), dim=1, stable=True)  # usable points first
 
