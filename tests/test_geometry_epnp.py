@@ -314,9 +314,15 @@ def test_cuda_graph_equals_eager_on_the_gpu():
             assert torch.equal(v_g, v_e)
 
 
-def test_ransac_repeats_for_a_seed_whatever_the_thread_count():
+# with the default limit every chunk here runs on one thread; with the small one the first chunks
+# (32 samples x 8 hypotheses x 60 points) run on the caller's threads
+@pytest.mark.parametrize("single_thread_points", [None, 10_000])
+def test_ransac_repeats_for_a_seed_whatever_the_thread_count(monkeypatch, single_thread_points):
     from hfl_lite.threads import cpu_threads
 
+    if single_thread_points is not None:
+        monkeypatch.setattr(importlib.import_module("hfl_lite.geometry.epnp"), "SINGLE_THREAD_POINTS",
+                            single_thread_points)
     X, x, K, R, t = make_problems(32, 60, noise_px=0.5, seed=13)
     rng = np.random.default_rng(13)
     outlier = rng.random((32, 60)) < 0.3
@@ -328,6 +334,28 @@ def test_ransac_repeats_for_a_seed_whatever_the_thread_count():
     for other in runs[1:]:
         for a, b in zip(runs[0], other):
             assert torch.equal(a, b)
+
+
+def test_ransac_search_takes_the_callers_threads_only_for_chunks_above_the_limit(monkeypatch):
+    from hfl_lite.threads import cpu_threads
+
+    epnp_module = importlib.import_module("hfl_lite.geometry.epnp")
+    monkeypatch.setattr(epnp_module, "SINGLE_THREAD_POINTS", 10_000)
+    chunks, hypotheses = [], epnp_module._hypotheses
+
+    def spy(draws, X, *args):  # correspondences scored, threads it ran on
+        chunks.append((draws.shape[0] * draws.shape[1] * X.shape[2], torch.get_num_threads()))
+        return hypotheses(draws, X, *args)
+
+    monkeypatch.setattr(epnp_module, "_hypotheses", spy)
+    X, x, K, R, t = make_problems(32, 60, noise_px=0.5, seed=13)
+    rng = np.random.default_rng(13)
+    x = np.where(rng.random((32, 60, 1)) < 0.4, rng.uniform(0, [W, H], (32, 60, 2)), x)
+    with cpu_threads(2):
+        epnp_ransac(*(torch.from_numpy(a) for a in (X, x, K)), generator=torch.Generator().manual_seed(5))
+        assert torch.get_num_threads() == 2
+    assert {threads for _, threads in chunks} == {1, 2}, chunks  # both kinds of chunk occurred
+    assert all(threads == (2 if work > 10_000 else 1) for work, threads in chunks), chunks
 
 
 # The compiled solver (epnp(..., compiled=True)) against the eager one, problem by problem (the

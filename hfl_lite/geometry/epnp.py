@@ -41,8 +41,11 @@ small matrices stored with the batch as the last (contiguous) dimension, one bat
 call for each linear solve, no Python loop over problems or iterations of unknown count, no
 eigen- or singular-value decomposition (iterative per matrix in LAPACK). For batches of
 ordinary size the solver runs on one CPU thread: more threads only add synchronisation to
-such short operations, and on a busy machine each of them can wait for a time slice. The
-solver has no data-dependent branch and never copies a value to the host, so a GPU can
+such short operations, and on a busy machine each of them can wait for a time slice.
+:func:`epnp_ransac` counts, for each chunk of its search, the correspondences it scores at once
+(samples x hypotheses x points): the chunks above the same limit run on the caller's threads
+(compiled, at batch 1024 and 210 votes, two threads took 11 ms a chunk where one took 18, and
+the whole search kept that lead under a competing load). The solver has no data-dependent branch and never copies a value to the host, so a GPU can
 replay it as one CUDA graph (``epnp(..., cuda_graph=True)``, :mod:`hfl_lite.geometry.graphs`),
 and ``torch.compile`` can fuse its operations into a few loops of generated code
 (``epnp(..., compiled=True)``, :mod:`hfl_lite.geometry.compiled`), compiled once per process.
@@ -56,8 +59,9 @@ until the fallback replaces them (the dummy problem is there for gradients, whic
 has none of); the per-point data lie points first and batch last, so that each moment is a
 sum over the points in loops that run over the batch in vectors (no matrix product); and
 :func:`epnp_ransac` compiles each chunk of its search whole (drawing, fitting and scoring the
-hypotheses, each score a sum of errors that are never stored) and the inlier test after each
-refit. The compiled solver's inputs are laid out and cleaned of unusable points by a few
+hypotheses, each score a sum of errors that are never stored) and the reprojection errors after
+each refit (boolean masks stay out of the generated code, which read and wrote them one value at
+a time). The compiled solver's inputs are laid out and cleaned of unusable points by a few
 eager operations first (:func:`_rows`): inside the graph, TorchInductor would read every
 problem's points and intrinsics with strided loads and test each value again in every loop over
 the points (with the moments, a third of the generated code's time at batch 1024); inputs with
@@ -94,7 +98,8 @@ __all__ = ["PoseResult", "epnp", "epnp_ransac", "random_pnp_problems"]
 # points likewise (coincident / collinear), with their exact 2 x 2 eigenvalues.
 MIN_SPREAD_RATIO = 1e-3
 
-# Up to this many correspondences (batch x points) the solver runs on one CPU thread.
+# Up to this many correspondences (batch x points; for a RANSAC chunk, samples x hypotheses x
+# points) the solver runs on one CPU thread.
 SINGLE_THREAD_POINTS = 1 << 20
 
 # Rotation fits: Newton-Schulz steps to the rotation nearest the whitened camera displacements
@@ -768,8 +773,8 @@ def _epnp_rows(data, k, min_points, gauss_newton_iters, refine_iters, candidates
 # hypotheses in the chunk (the last chunk can be shorter), correspondences
 _HYPOTHESES_DYNAMIC = ((0, 1), (0, 2), (0, 2), (0,), (0, 1), (0, 1), (0,))
 
-# and of _inliers': samples, correspondences
-_INLIERS_DYNAMIC = ((0, 2), (0, 2), (0,), (0,), (0,), (0, 1))
+# and of _pose_sq_errors': samples, correspondences
+_POSE_ERRORS_DYNAMIC = ((0, 2), (0, 2), (0,), (0,), (0,))
 
 
 def _draw_minimal_sets(draws: torch.Tensor, order: torch.Tensor, n_usable: torch.Tensor) -> torch.Tensor:
@@ -803,12 +808,14 @@ def _hypotheses(draws: torch.Tensor, X: torch.Tensor, x: torch.Tensor, K: torch.
 
     ``draws [A, H, S]`` uniform random numbers, ``order [A, N]`` and ``n_usable [A]``: each
     hypothesis' minimal set of ``S`` usable points (:func:`_draw_minimal_sets`). ``X [A, 3, N]``,
-    ``x [A, 2, N]`` (coordinates first), ``K [A, 3, 3]``, ``usable [A, N]`` bool; ``thr2`` the squared
-    inlier threshold (px^2). Each set is fitted by EPnP from the two-kernel-vector start with one
-    Gauss-Newton step and scored by the truncated squared reprojection error over all usable
-    points (MSAC; an invalid fit costs ``inf``). Returns the best hypothesis' cost ``[A]`` and its
-    inliers ``[A, N]`` bool: its errors are computed again rather than kept for every hypothesis
-    (compiled, the scores are sums whose terms are never stored)."""
+    ``x [A, 2, N]`` (coordinates first), ``K [A, 3, 3]``; ``usable [A, N]`` 1 for a usable point, 0
+    for the others, in the points' dtype (compiled, a boolean mask was read and written one value
+    at a time: a sixth of a chunk's time); ``thr2`` the squared inlier threshold (px^2). Each set
+    is fitted by EPnP from the two-kernel-vector start with one Gauss-Newton step and scored by
+    the truncated squared reprojection error over the usable points (MSAC; an invalid fit costs
+    ``inf``). Returns the best hypothesis' cost ``[A]`` and its squared errors ``[A, N]`` (px^2):
+    they are computed again rather than kept for every hypothesis (compiled, the scores are sums
+    whose terms are never stored)."""
     A, H, S = draws.shape
     pick = _draw_minimal_sets(draws, order, n_usable).view(A, 1, H * S)
 
@@ -819,20 +826,21 @@ def _hypotheses(draws: torch.Tensor, X: torch.Tensor, x: torch.Tensor, K: torch.
     R, t, valid = _epnp(minimal_sets(X), minimal_sets(x), K.unsqueeze(1).expand(A, H, 3, 3).reshape(A * H, 3, 3),
                         None, 4, 1, 0, candidates=(2,))
     R, t = R.view(A, H, 3, 3), t.view(A, H, 3)
-    e2 = _sq_reprojection_errors(X, x, _projections(K, R, t))  # [A, H, N]
-    cost = torch.where(usable.unsqueeze(1), e2.clamp_max(thr2), torch.zeros_like(e2)).sum(-1)
+    # the truncated errors are finite (inf for a point behind the camera becomes thr2): a product
+    # with the mask keeps or drops each of them exactly
+    cost = (_sq_reprojection_errors(X, x, _projections(K, R, t)).clamp_max(thr2) * usable.unsqueeze(1)).sum(-1)
     cost = torch.where(valid.view(A, H), cost, torch.full_like(cost, float("inf")))
     best_cost, best = cost.min(-1)
     R_best = R.gather(1, best.view(A, 1, 1, 1).expand(A, 1, 3, 3)).squeeze(1)
-    return best_cost, _inliers(X, x, K, R_best, t.gather(1, best.view(A, 1, 1).expand(A, 1, 3)).squeeze(1), usable, thr2)
+    return best_cost, _pose_sq_errors(X, x, K, R_best, t.gather(1, best.view(A, 1, 1).expand(A, 1, 3)).squeeze(1))
 
 
-def _inliers(X: torch.Tensor, x: torch.Tensor, K: torch.Tensor, R: torch.Tensor, t: torch.Tensor, usable: torch.Tensor,
-             thr2: float) -> torch.Tensor:
-    """``[B, N]`` bool: the usable points (``usable [B, N]``) that the poses ``R [B, 3, 3]``,
-    ``t [B, 3]`` project within the threshold (squared error below ``thr2``, px^2); ``X [B, 3, N]``,
-    ``x [B, 2, N]`` (coordinates first), ``K [B, 3, 3]``."""
-    return (_sq_reprojection_errors(X, x, _projections(K, R.unsqueeze(1), t.unsqueeze(1)))[:, 0] < thr2) & usable
+def _pose_sq_errors(X: torch.Tensor, x: torch.Tensor, K: torch.Tensor, R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Squared pixel reprojection errors ``[B, N]`` of the poses ``R [B, 3, 3]``, ``t [B, 3]``
+    (``inf`` behind the camera): ``X [B, 3, N]``, ``x [B, 2, N]`` (coordinates first), ``K [B, 3, 3]``.
+    Compiled, it returns the errors and lets the caller compare them: a boolean result was
+    written one value at a time, three quarters of the call's time."""
+    return _sq_reprojection_errors(X, x, _projections(K, R.unsqueeze(1), t.unsqueeze(1)))[:, 0]
 
 
 def _projections(K: torch.Tensor, R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -889,8 +897,8 @@ def epnp_ransac(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tenso
         generator: random generator on the inputs' device (default: torch's global one).
         compiled: run through ``torch.compile`` each chunk of the search (drawing the minimal
             sets, fitting and scoring them: :func:`_hypotheses`), the refits (:func:`epnp`'s
-            compiled solver, shared with ``epnp(..., compiled=True)``) and their inlier tests
-            (:func:`_inliers`): three compilations; the loop around them stays eager.
+            compiled solver, shared with ``epnp(..., compiled=True)``) and their reprojection
+            errors (:func:`_pose_sq_errors`): three compilations; the loop around them stays eager.
 
     Returns:
         ``(R [B, 3, 3], t [B, 3], inliers [B, N] bool, valid [B] bool)``. ``valid`` needs a
@@ -906,18 +914,31 @@ def epnp_ransac(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tenso
         _check_no_gradients((points_3d, points_2d, K) + (() if weights is None else (weights,)), "epnp_ransac",
                             "compiled")
     B, N = points_3d.shape[:2]
+    threads = torch.get_num_threads()
     with cpu_threads(_threads_for(points_3d.device, B * N)):
         R, t, inliers, valid = _ransac(points_3d, points_2d, K, weights, iterations, float(threshold_px) ** 2,
                                        min_inliers, confidence, sample_size, chunk, refit_rounds, refine_iters, generator,
-                                       compiled)
+                                       compiled, threads)
     return R.to(points_3d.dtype), t.to(points_3d.dtype), inliers, valid
 
 
+def _usable_first(usable: torch.Tensor) -> torch.Tensor:
+    """``[B, N]`` indices: each sample's usable points (``usable [B, N]`` bool) in increasing
+    index, then the others, also in increasing index. Each point's place comes from a count of the
+    usable points up to it (a stable sort of the mask took twice as long)."""
+    B, N = usable.shape
+    index = torch.arange(N, device=usable.device).expand(B, N)
+    up_to = usable.long().cumsum(1)  # usable points up to and including each one
+    place = torch.where(usable, up_to - 1, up_to[:, -1:] + index - up_to)
+    return torch.empty_like(place).scatter_(1, place, index)
+
+
 def _ransac(points_3d, points_2d, K, weights, iterations, thr2, min_inliers, confidence, sample_size, chunk,
-            refit_rounds, refine_iters, generator, compiled):
+            refit_rounds, refine_iters, generator, compiled, search_threads):
     """:func:`epnp_ransac` after the argument checks, in the work dtype; ``compiled``: the
-    hypotheses (:func:`_hypotheses`), the refits and their inlier tests run through
-    ``torch.compile``."""
+    hypotheses (:func:`_hypotheses`), the refits and their errors (:func:`_pose_sq_errors`) run
+    through ``torch.compile``; ``search_threads``: the caller's CPU threads, for the search's
+    large chunks."""
     B, N = points_3d.shape[:2]
     device = points_3d.device
     wd = _work_dtype(device)
@@ -931,10 +952,13 @@ def _ransac(points_3d, points_2d, K, weights, iterations, thr2, min_inliers, con
     R_fb, t_fb = _fallback(B, wd, device)
     if N < sample_size:
         return R_fb, t_fb, no_inliers, torch.zeros(B, dtype=torch.bool, device=device)
-    # batch first, coordinates then points: the scores run along the points
-    Xt, xt = data[:3].permute(2, 0, 1).contiguous(), data[3:5].permute(2, 0, 1).contiguous()
+    # batch first, coordinates then points: the scores run along the points. From the inputs
+    # (transposing the refits' layout took four times as long); the scores need no cleaning: an
+    # unusable point's error, inf where it is not finite, is truncated and multiplied by zero
+    Xt, xt = (p.transpose(1, 2).to(wd, memory_format=torch.contiguous_format) for p in (points_3d, points_2d))
     n_usable = usable.sum(-1)
-    order = torch.argsort(usable.logical_not().byte(), dim=1, stable=True)  # usable points first
+    order = _usable_first(usable)
+    usable_mask = usable.to(wd)
 
     best_cost = torch.full((B,), float("inf"), dtype=wd, device=device)
     best_inliers = no_inliers
@@ -945,10 +969,13 @@ def _ransac(points_3d, points_2d, K, weights, iterations, thr2, min_inliers, con
         ids = active.nonzero().squeeze(1)
         A, H = ids.numel(), min(chunk, iterations - done)
         draws = torch.rand(A, H, sample_size, generator=generator, device=device)
-        hypothesis_args = (draws,) + ((Xt, xt, Kd, usable, order, n_usable) if A == B else
-                                      (Xt[ids], xt[ids], Kd[ids], usable[ids], order[ids], n_usable[ids]))
-        chunk_cost, chunk_inliers = call_compiled(_hypotheses, hypothesis_args, _HYPOTHESES_DYNAMIC, thr2) \
-            if compiled else _hypotheses(*hypothesis_args, thr2)
+        hypothesis_args = (draws,) + ((Xt, xt, Kd, usable_mask, order, n_usable) if A == B else
+                                      (Xt[ids], xt[ids], Kd[ids], usable_mask[ids], order[ids], n_usable[ids]))
+        # A * H * N correspondences scored at once: see SINGLE_THREAD_POINTS
+        with cpu_threads(_threads_for(device, A * H * N) or search_threads):
+            chunk_cost, chunk_e2 = call_compiled(_hypotheses, hypothesis_args, _HYPOTHESES_DYNAMIC, thr2) \
+                if compiled else _hypotheses(*hypothesis_args, thr2)
+        chunk_inliers = (chunk_e2 < thr2) & (usable if A == B else usable[ids])
         better = chunk_cost < best_cost[ids]
         best_cost = best_cost.index_put((ids,), torch.where(better, chunk_cost, best_cost[ids]))
         best_inliers = best_inliers.index_put((ids,), torch.where(better.unsqueeze(-1), chunk_inliers, best_inliers[ids]))
@@ -964,9 +991,10 @@ def _ransac(points_3d, points_2d, K, weights, iterations, thr2, min_inliers, con
     for _ in range(max(refit_rounds, 1)):
         data[5] = torch.where(inliers, w, torch.zeros_like(w)).T
         R, t, valid = _rows_solver(compiled)(data, k, max(4, min(min_inliers, N)), _GAUSS_NEWTON_ITERS, refine_iters)
-        inlier_args = (Xt, xt, Kd, R, t, usable)
-        inliers = (call_compiled(_inliers, inlier_args, _INLIERS_DYNAMIC, thr2) if compiled
-                   else _inliers(*inlier_args, thr2)) & valid.unsqueeze(-1)
+        error_args = (Xt, xt, Kd, R, t)
+        e2 = call_compiled(_pose_sq_errors, error_args, _POSE_ERRORS_DYNAMIC) if compiled \
+            else _pose_sq_errors(*error_args)
+        inliers = (e2 < thr2) & usable & valid.unsqueeze(-1)
     valid = valid & (inliers.sum(-1) >= min_inliers)
     return torch.where(valid[:, None, None], R, R_fb), torch.where(valid[:, None], t, t_fb), inliers, valid
 
