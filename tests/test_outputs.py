@@ -13,6 +13,7 @@ import pytest
 
 from hfl_lite.__main__ import main
 from hfl_lite.atomic import staged_folder
+from hfl_lite.bench.timing import cpu_kind
 
 HO3D_SAMPLE = Path(__file__).resolve().parents[1] / "data_samples" / "ho3d"
 
@@ -97,6 +98,7 @@ def test_eval_writes_into_an_existing_folder_keeping_other_files(fresh_checkpoin
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "metrics.md", "notes.txt", "pred.zip"]
     report = json.loads((out / "metrics.json").read_text())
     assert report["samples"] == 2 and report["submission"] == str(out / "pred.zip")
+    assert report["hardware"] == cpu_kind()  # whose rounding the numbers repeat (tests/test_inference.py)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-__all__ = ["PeakMemory", "count_flops", "cpu_name", "load_average", "median_time", "synchronize", "timed"]
+__all__ = ["PeakMemory", "count_flops", "cpu_kind", "cpu_name", "load_average", "median_time", "synchronize", "timed"]
 
 
 def synchronize(device: torch.device) -> None:
@@ -131,6 +131,21 @@ def cpu_name() -> str:
     except OSError:
         pass
     return name
+
+
+def cpu_kind() -> dict[str, str]:
+    """What decides how float32 results round on this CPU: its vendor (``vendor_id`` in
+    /proc/cpuinfo, else the architecture), which picks the BLAS and convolution kernels, and the
+    vector instructions torch uses (``torch.backends.cpu.get_cpu_capability()``). Two CPUs of
+    one kind give the same numbers for the same program and thread count; across kinds they
+    agree to rounding."""
+    vendor = platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            vendor = next((line.split(":", 1)[1].strip() for line in f if line.startswith("vendor_id")), vendor)
+    except OSError:
+        pass
+    return {"vendor": vendor, "vector": torch.backends.cpu.get_cpu_capability()}
 
 
 def load_average() -> tuple[float, float, float] | None:

@@ -360,6 +360,14 @@ def eval_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _hardware(device: torch.device) -> dict[str, str]:
+    """What the numbers were computed on: the GPU's name, or the CPU's kind
+    (:func:`hfl_lite.bench.timing.cpu_kind`), whose rounding they repeat exactly."""
+    from hfl_lite.bench.timing import cpu_kind
+
+    return {"gpu": torch.cuda.get_device_name(device)} if device.type == "cuda" else cpu_kind()
+
+
 def _evaluate_into(stage: Path, out: Path, args: argparse.Namespace, model, meta: dict[str, Any], dataset,
                    split: str) -> None:
     """The body of ``eval``: score ``model`` and write the reports into ``stage`` (their paths as
@@ -385,6 +393,7 @@ def _evaluate_into(stage: Path, out: Path, args: argparse.Namespace, model, meta
         "trained": {k: meta[k] for k in ("dataset", "epoch", "step", "updates", "model_config", "loss_weights") if k in meta},
         "ransac": not args.no_ransac,
         "seed": args.seed,
+        "hardware": _hardware(next(model.parameters()).device),
         "model": result.metrics,
     }
     markdown = [f"## {args.dataset} {split}: {report['samples']} samples, checkpoint {args.checkpoint}", "",
