@@ -122,15 +122,18 @@ class PeakMemory:
         return False
 
 
-def cpu_name() -> str:
-    """The processor's model name (from /proc/cpuinfo where there is one)."""
-    name = platform.processor() or platform.machine()
+def _cpuinfo(field: str, default: str) -> str:
+    """The first value of ``field`` in /proc/cpuinfo, or ``default`` where there is none."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith(field)), default)
     except OSError:
-        pass
-    return name
+        return default
+
+
+def cpu_name() -> str:
+    """The processor's model name (from /proc/cpuinfo where there is one)."""
+    return _cpuinfo("model name", platform.processor() or platform.machine())
 
 
 def cpu_kind() -> dict[str, str]:
@@ -139,13 +142,7 @@ def cpu_kind() -> dict[str, str]:
     vector instructions torch uses (``torch.backends.cpu.get_cpu_capability()``). Two CPUs of
     one kind give the same numbers for the same program and thread count; across kinds they
     agree to rounding."""
-    vendor = platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            vendor = next((line.split(":", 1)[1].strip() for line in f if line.startswith("vendor_id")), vendor)
-    except OSError:
-        pass
-    return {"vendor": vendor, "vector": torch.backends.cpu.get_cpu_capability()}
+    return {"vendor": _cpuinfo("vendor_id", platform.machine()), "vector": torch.backends.cpu.get_cpu_capability()}
 
 
 def load_average() -> tuple[float, float, float] | None:

@@ -45,10 +45,11 @@ such short operations, and on a busy machine each of them can wait for a time sl
 :func:`epnp_ransac` counts, for each chunk of its search, the correspondences it scores at once
 (samples x hypotheses x points): the chunks above the same limit run on the caller's threads
 (compiled, at batch 1024 and 210 votes, two threads took 11 ms a chunk where one took 18, and
-the whole search kept that lead under a competing load). The solver has no data-dependent branch and never copies a value to the host, so a GPU can
-replay it as one CUDA graph (``epnp(..., cuda_graph=True)``, :mod:`hfl_lite.geometry.graphs`),
-and ``torch.compile`` can fuse its operations into a few loops of generated code
-(``epnp(..., compiled=True)``, :mod:`hfl_lite.geometry.compiled`), compiled once per process.
+the whole search kept that lead under a competing load). The solver has no data-dependent
+branch and never copies a value to the host, so a GPU can replay it as one CUDA graph
+(``epnp(..., cuda_graph=True)``, :mod:`hfl_lite.geometry.graphs`), and ``torch.compile`` can
+fuse its operations into a few loops of generated code (``epnp(..., compiled=True)``,
+:mod:`hfl_lite.geometry.compiled`), compiled once per process.
 Compiled, the small symmetric positive definite systems are solved by Cholesky factorisations
 written out element by element instead of LAPACK calls, so that nothing interrupts the
 generated loops; sums over a matrix's few entries are written out as additions and the
