@@ -4,8 +4,8 @@ Data loading, crops, targets, the network, the losses and the optimiser all take
 them silently breaks (a wrong frame, a joint order, a detached branch, a target in the wrong
 box), the network can no longer fit a handful of images and this test fails. It trains the CPU
 preset from random weights on 16 images of ``data_samples/ho3d`` (full batch, no augmentation,
-Adam at 1e-3, one thread so that it repeats exactly) and then checks, on those images, in
-evaluation mode:
+Adam at 1e-3 for 400 steps and at 1e-4 for 100 more, one thread so that it repeats exactly) and
+then checks, on those images, in evaluation mode:
 
 * the hand's articulation is fitted: PA-MPJPE below half of the mean pose's (the mean training
   pose of the same 16 images, Procrustes-aligned, which already scores about 11 mm);
@@ -15,7 +15,10 @@ evaluation mode:
 
 The paper's loss weights get there too, but slowly (votes 3.2 px after 600 steps); with the pose
 term at 1000 and the vote term at 5000 the fit takes 400 steps (votes 2.3 px, PA-MPJPE a third
-of the mean pose's), a few minutes on one core.
+of the mean pose's, on an Intel CPU), a few minutes on one core. At the constant rate the votes
+still jump from step to step: on an AMD CPU, whose rounding sends the training along another
+path, they missed by 3.03 px after 400 steps and by 2.6-2.9 px after 500 to 700. The last 100
+steps at a tenth of the rate settle them (there: 2.24-2.28 px from 50 steps after the drop on).
 """
 from __future__ import annotations
 
@@ -35,7 +38,8 @@ from hfl_lite.threads import cpu_threads
 from hfl_lite.training.cli import HFLStep
 from hfl_lite.training.evaluate import MeanPoseBaseline
 
-IMAGES, STEPS, LR = 16, 400, 1e-3
+IMAGES = 16
+SCHEDULE = ((400, 1e-3), (100, 1e-4))  # (steps, Adam's learning rate)
 WEIGHTS = {"mano_pose": 1000.0, "obj_offset": 5000.0}
 
 
@@ -52,11 +56,14 @@ def test_pipeline_fits_sixteen_training_images():
             torch.manual_seed(0)
             model = HFLNet(preset)
             step = HFLStep(loss_weights(WEIGHTS))
-            optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-            for _ in range(STEPS):
-                optimizer.zero_grad()
-                step(model, batch)["total"].backward()
-                optimizer.step()
+            optimizer = torch.optim.Adam(model.parameters())
+            for steps, lr in SCHEDULE:
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                for _ in range(steps):
+                    optimizer.zero_grad()
+                    step(model, batch)["total"].backward()
+                    optimizer.step()
             model.eval()
             with torch.no_grad():
                 out = model(batch["image"], batch["hand_box"], batch["obj_box"])
