@@ -444,8 +444,8 @@ def test_compiled_ransac_equals_eager(fresh_fallback_state):
         # hypothesis in 100 with about one seed in 25, as with 3; compiled and eager then agree on that)
         R_c, t_c, inl_c, v_c = epnp_ransac(*tensors, generator=torch.Generator().manual_seed(4), compiled=True)
     assert compiled_module._failure is None
-    # at most two new compiled graphs, the search's chunk and the inlier test: the refits
-    # (min_points 6) reuse epnp's
+    # at most two new compiled graphs, the search's chunk and the refits' reprojection errors: the
+    # refits (min_points 6) reuse epnp's
     assert counters["stats"]["unique_graphs"] - graphs <= 2
     R_e, t_e, inl_e, v_e = epnp_ransac(*tensors, generator=torch.Generator().manual_seed(4))
     assert torch.equal(v_c, v_e) and torch.equal(inl_c, inl_e) and v_c.all()

@@ -652,7 +652,7 @@ def epnp(points_3d: torch.Tensor, points_2d: torch.Tensor, K: torch.Tensor, weig
         R, t, ok = cached_replay(key, solve, inputs, graph=True)(*inputs)
     else:
         with cpu_threads(_threads_for(device, B * N)):
-            R, t, ok = _solver(compiled)(points_3d, points_2d, K, weights, min_points, gauss_newton_iters,
+            R, t, ok = _solver(compiled)(*_rows(points_3d, points_2d, K, weights), min_points, gauss_newton_iters,
                                          refine_iters)
     R, t = R.to(out_dtype), t.to(out_dtype)
     return PoseResult(R, t, ok) if return_valid else (R, t)
@@ -665,28 +665,19 @@ def _check_no_gradients(inputs, name, option):
 
 
 def _solver(compiled: bool):
-    """:func:`_epnp`, or :func:`_epnp_compiled` when ``compiled``."""
-    return _epnp_compiled if compiled else _epnp
-
-
-def _rows_solver(compiled: bool):
-    """:func:`_epnp_rows`, or :func:`_epnp_rows_compiled` when ``compiled``."""
+    """:func:`_epnp_rows`, or :func:`_epnp_rows_compiled` when ``compiled``: the solver of inputs
+    laid out by :func:`_rows`."""
     return _epnp_rows_compiled if compiled else _epnp_rows
 
 
-def _epnp_compiled(points_3d, points_2d, K, weights, min_points, *args, **kwargs):
-    """:func:`_epnp` through ``torch.compile`` (:func:`call_compiled`): the inputs laid out
+def _epnp_rows_compiled(data, k, min_points, *args, **kwargs):
+    """:func:`_epnp_rows` through ``torch.compile`` (:func:`call_compiled`): the inputs laid out
     and cleaned by :func:`_rows` before the compiled graph (at batch 1024 and 21 points, 0.1 ms
     eagerly for inputs with nothing to clean, 0.3 ms with the cleaning; inside the graph the same
     steps and the moments took 1.1 ms, against 0.4 ms for the moments of clean rows), and
-    ``min_points`` as a per-sample tensor (an integer would be compiled in as a constant): calls with either input dtype, with and without weights, and
-    with any ``min_points`` (RANSAC's refits use 6, ``epnp`` 4 by default) share one
-    compilation."""
-    return _epnp_rows_compiled(*_rows(points_3d, points_2d, K, weights), min_points, *args, **kwargs)
-
-
-def _epnp_rows_compiled(data, k, min_points, *args, **kwargs):
-    """:func:`_epnp_rows` through ``torch.compile`` (see :func:`_epnp_compiled`)."""
+    ``min_points`` as a per-sample tensor (an integer would be compiled in as a constant): calls
+    with either input dtype, with and without weights, and with any ``min_points`` (RANSAC's
+    refits use 6, ``epnp`` 4 by default) share one compilation."""
     needed = torch.full(data.shape[2:], min_points, dtype=torch.long, device=data.device)
     return call_compiled(_epnp_rows, (data, k, needed), ((1, 2), (1,), (0,)), *args, batch_dims=(2, 1, 0), **kwargs)
 
@@ -970,13 +961,13 @@ def _ransac(points_3d, points_2d, K, weights, iterations, thr2, min_inliers, con
         ids = active.nonzero().squeeze(1)
         A, H = ids.numel(), min(chunk, iterations - done)
         draws = torch.rand(A, H, sample_size, generator=generator, device=device)
-        hypothesis_args = (draws,) + ((Xt, xt, Kd, usable_mask, order, n_usable) if A == B else
-                                      (Xt[ids], xt[ids], Kd[ids], usable_mask[ids], order[ids], n_usable[ids]))
+        searching = (lambda t: t) if A == B else (lambda t: t[ids])  # the rows of the samples still searching
+        hypothesis_args = (draws,) + tuple(map(searching, (Xt, xt, Kd, usable_mask, order, n_usable)))
         # A * H * N correspondences scored at once: see SINGLE_THREAD_POINTS
         with cpu_threads(_threads_for(device, A * H * N) or search_threads):
             chunk_cost, chunk_e2 = call_compiled(_hypotheses, hypothesis_args, _HYPOTHESES_DYNAMIC, thr2) \
                 if compiled else _hypotheses(*hypothesis_args, thr2)
-        chunk_inliers = (chunk_e2 < thr2) & (usable if A == B else usable[ids])
+        chunk_inliers = (chunk_e2 < thr2) & searching(usable)
         better = chunk_cost < best_cost[ids]
         best_cost = best_cost.index_put((ids,), torch.where(better, chunk_cost, best_cost[ids]))
         best_inliers = best_inliers.index_put((ids,), torch.where(better.unsqueeze(-1), chunk_inliers, best_inliers[ids]))
@@ -991,7 +982,7 @@ def _ransac(points_3d, points_2d, K, weights, iterations, thr2, min_inliers, con
     R, t = R_fb, t_fb
     for _ in range(max(refit_rounds, 1)):
         data[5] = torch.where(inliers, w, torch.zeros_like(w)).T
-        R, t, valid = _rows_solver(compiled)(data, k, max(4, min(min_inliers, N)), _GAUSS_NEWTON_ITERS, refine_iters)
+        R, t, valid = _solver(compiled)(data, k, max(4, min(min_inliers, N)), _GAUSS_NEWTON_ITERS, refine_iters)
         error_args = (Xt, xt, Kd, R, t)
         e2 = call_compiled(_pose_sq_errors, error_args, _POSE_ERRORS_DYNAMIC) if compiled \
             else _pose_sq_errors(*error_args)
