@@ -495,9 +495,9 @@ def test_written_out_cholesky_solves_match_lapack(monkeypatch):
 
 
 def test_minimal_sets_are_drawn_like_a_loop_that_removes_each_pick():
-    """RANSAC's minimal sets: the k-th draw takes the floor(u (n - k))-th of the usable points not
-    taken yet (a loop over a list it removes them from), whatever the mask; every usable point is
-    then equally likely."""
+    """RANSAC's minimal sets: the usable points put first as a stable sort of the mask would; the
+    k-th draw takes the floor(u (n - k))-th of the usable points not taken yet (a loop over a list
+    it removes them from), whatever the mask; every usable point is then equally likely."""
     epnp_module = importlib.import_module("hfl_lite.geometry.epnp")
     g = torch.Generator().manual_seed(12)
     A, H, S, N = 6, 50, 5, 13
@@ -505,7 +505,8 @@ def test_minimal_sets_are_drawn_like_a_loop_that_removes_each_pick():
     usable[:, torch.randperm(N, generator=g)[:S]] = True
     usable[0] = True
     draws = torch.rand(A, H, S, generator=g)
-    order = torch.argsort(usable.logical_not().byte(), dim=1, stable=True)
+    order = epnp_module._usable_first(usable)  # usable points first, each part in index order:
+    assert torch.equal(order, torch.argsort(usable.logical_not().byte(), dim=1, stable=True))  # a stable sort
     picks = epnp_module._draw_minimal_sets(draws, order, usable.sum(1))
     for a in range(A):
         for h in range(H):
